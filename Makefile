@@ -1,0 +1,45 @@
+# reco-engine — `make help` lists the targets.
+SHELL := bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= .reco-data
+PORT ?= 8080
+
+.PHONY: help run test test-unit lint fmt clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "reco-engine needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## Create .venv with the engine and its dev tools
+
+run: $(STAMP) ## Run the embedded engine with demo data on http://127.0.0.1:$(PORT)
+	$(BIN)/reco dev --demo --data-dir $(DATA_DIR) --port $(PORT)
+
+test: lint ## Lint, type-check, check the import contracts, run every test tier
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP) ## Only the fast tests (no servers)
+	$(BIN)/python -m pytest -m "unit or api"
+
+lint: $(STAMP) ## ruff, mypy (strict) and the import-linter contracts
+	$(BIN)/ruff check services tests benchmarks
+	$(BIN)/ruff format --check services tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+fmt: $(STAMP) ## Format and fix what ruff can
+	$(BIN)/ruff format services tests benchmarks
+	$(BIN)/ruff check --fix services tests benchmarks
+
+clean: ## Remove the virtualenv, caches and the demo data directory
+	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
