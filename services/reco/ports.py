@@ -1,0 +1,143 @@
+"""The narrow interfaces between the engine and its backends.
+
+One adapter per backend implements each (``reco.adapters``): the event log (embedded SQLite
+or Kafka), the feature store (in-memory or Redis) and the catalog (SQLite or PostgreSQL).
+The same test suite runs against every adapter of an interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from reco.catalog import Item, ItemIn
+from reco.events import Event
+from reco.signals import FeatureDelta, SessionState, UserProfile
+
+Scored = list[tuple[str, float]]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One event-log record: where it sits and the encoded event."""
+
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+
+
+@runtime_checkable
+class EventProducer(Protocol):
+    def produce(self, events: Sequence[Event]) -> None:
+        """Append ``events``; when this returns they are durable. Raises BackendUnavailable."""
+
+    def ready(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class EventConsumer(Protocol):
+    """A member of a consumer group reading the event log in batches."""
+
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]: ...
+
+    def seek(self, offsets: Mapping[int, int]) -> None:
+        """Continue at the given offset per partition (the next record to read); partitions
+        not listed start from the beginning of the log."""
+
+    def commit(self, offsets: Mapping[int, int]) -> None:
+        """Record the group's progress: per partition, the offset of the next record."""
+
+    def lag(self) -> dict[int, int]:
+        """Records per partition between the group's committed offset and the log's end."""
+
+    def dead_letter(self, record: Record, reason: str) -> None:
+        """Keep a record that cannot be applied, with why, out of the way of the stream."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class Related:
+    """The strongest co-viewed and following items of one item, strongest first."""
+
+    coview: Scored = field(default_factory=list)
+    sequence: Scored = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RecoInputs:
+    """All a recommendation reads from the feature store, fetched in one call."""
+
+    context: list[str]
+    """The user's or session's recent items, most recent first."""
+    purchases: list[str]
+    related: dict[str, Related]
+    popular: Scored
+    version: int = 0
+    """Changes whenever the user's or session's features change (response cache key)."""
+
+
+@runtime_checkable
+class FeatureStore(Protocol):
+    """The features. The processor is its only writer; the api only reads."""
+
+    # -- processor side --------------------------------------------------------------
+    def applied_offsets(self) -> dict[int, int]:
+        """Per partition, the offset after the last record whose effects are stored."""
+
+    def landmark(self) -> float | None:
+        """The forward-decay landmark the stored values are relative to, once set."""
+
+    def load_states(
+        self, users: Iterable[str], sessions: Iterable[str]
+    ) -> tuple[dict[str, UserProfile], dict[str, SessionState]]:
+        """Stored profiles of ``users``; states of ``sessions`` and of their current sessions."""
+
+    def unseen(self, event_ids: Sequence[str]) -> set[str]:
+        """The ids among ``event_ids`` not applied yet (within the dedupe window)."""
+
+    def apply(self, delta: FeatureDelta) -> None:
+        """Write the batch's features and its offsets atomically: all of it or none."""
+
+    def rescale(self, landmark: float, coview_factor: float, popularity_factor: float) -> None:
+        """Move the decay landmark, multiplying every stored value by its signal's factor."""
+
+    # -- api side ----------------------------------------------------------------------
+    def recommendation_inputs(
+        self,
+        *,
+        user_id: str | None,
+        session_id: str | None,
+        context_items: int,
+        related_per_item: int,
+        popular: int,
+        category: str | None,
+    ) -> RecoInputs: ...
+
+    def related(self, item_id: str, limit: int) -> Related: ...
+
+    def popular(self, limit: int, category: str | None = None) -> Scored: ...
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every feature in a canonical form, to compare two stores."""
+
+    def ready(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Catalog(Protocol):
+    def upsert(self, items: Sequence[ItemIn]) -> list[Item]: ...
+
+    def get(self, item_id: str) -> Item | None: ...
+
+    def get_many(self, item_ids: Iterable[str]) -> dict[str, Item]: ...
+
+    def ready(self) -> bool: ...
+
+    def close(self) -> None: ...

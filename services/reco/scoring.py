@@ -1,0 +1,124 @@
+"""The hybrid score: ``sum(w_signal * signal)`` over candidates, each signal in [0, 1].
+
+Candidates come from the related lists of the user's recent items (co-view, sequence), the
+recent items themselves (recency) and the popular list. A context item's contribution is
+weighted ``history_decay ** position`` (the most recent item counts most), and each related
+list is divided by its own maximum first so that one very popular context item does not
+drown the others. Each signal is then divided by its maximum over the candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from reco.ports import RecoInputs, Related, Scored
+from reco.settings import SignalWeights
+from reco.signals.history import context_weights
+
+SIGNALS = ("coview", "sequence", "neighbours", "embedding", "popularity", "recency")
+# A signal is named among an item's reasons when it brings at least this share of the score.
+REASON_SHARE = 0.1
+
+
+@dataclass(slots=True)
+class Candidate:
+    item_id: str
+    score: float = 0.0
+    signals: dict[str, float] = field(default_factory=dict)
+    """Each signal's normalised value times its weight: the parts of ``score``."""
+    sources: dict[str, str] = field(default_factory=dict)
+    """Per signal, the context item that contributed most (the "because of")."""
+
+    def reasons(self) -> list[tuple[str, str | None]]:
+        """``(signal, source item)`` of the signals that carry the score, strongest first."""
+        if self.score <= 0:
+            return [("popularity", None)]
+        ranked = sorted(self.signals.items(), key=lambda kv: kv[1], reverse=True)
+        out = [(s, self.sources.get(s)) for s, v in ranked if v >= REASON_SHARE * self.score]
+        return out or [(ranked[0][0], self.sources.get(ranked[0][0]))]
+
+
+class _Accumulator:
+    """Raw per-signal sums and the best source of each, before normalisation."""
+
+    def __init__(self) -> None:
+        self.raw: dict[str, dict[str, float]] = {s: {} for s in SIGNALS}
+        self.best: dict[str, dict[str, tuple[float, str]]] = {s: {} for s in SIGNALS}
+
+    def add(self, signal: str, item: str, value: float, source: str | None = None) -> None:
+        table = self.raw[signal]
+        table[item] = table.get(item, 0.0) + value
+        if source is not None:
+            best = self.best[signal].get(item)
+            if best is None or value > best[0]:
+                self.best[signal][item] = (value, source)
+
+    def add_list(self, signal: str, scored: Scored, weight: float, source: str) -> None:
+        if not scored:
+            return
+        top = scored[0][1]
+        if top <= 0:
+            return
+        for item, value in scored:
+            self.add(signal, item, weight * value / top, source)
+
+
+def score(
+    inputs: RecoInputs,
+    weights: SignalWeights,
+    *,
+    history_decay: float,
+    context_items: int,
+    extra: Mapping[str, Scored] | None = None,
+) -> list[Candidate]:
+    """Candidates ranked by hybrid score (ties by item id, so the order is deterministic).
+
+    ``extra`` adds signals computed elsewhere (session neighbours, embeddings) as
+    ``signal -> [(item, raw score)]``.
+    """
+    acc = _Accumulator()
+    for source, weight in context_weights(inputs.context, history_decay)[:context_items]:
+        related = inputs.related.get(source, Related())
+        acc.add_list("coview", related.coview, weight, source)
+        acc.add_list("sequence", related.sequence, weight, source)
+        acc.add("recency", source, weight, source)
+    acc.add_list("popularity", inputs.popular, 1.0, "")
+    for signal, scored in (extra or {}).items():
+        for item, value in scored:
+            acc.add(signal, item, value)
+    return rank(acc, weights)
+
+
+def rank(acc: _Accumulator, weights: SignalWeights) -> list[Candidate]:
+    candidates: dict[str, Candidate] = {}
+    for signal in SIGNALS:
+        weight = getattr(weights, signal)
+        table = acc.raw[signal]
+        if weight <= 0 or not table:
+            continue
+        top = max(table.values())
+        if top <= 0:
+            continue
+        for item, raw in table.items():
+            cand = candidates.get(item)
+            if cand is None:
+                cand = candidates[item] = Candidate(item)
+            part = weight * raw / top
+            cand.signals[signal] = part
+            cand.score += part
+            best = acc.best[signal].get(item)
+            if best is not None and best[1]:
+                cand.sources[signal] = best[1]
+    return sorted(candidates.values(), key=lambda c: (-c.score, c.item_id))
+
+
+def similar(
+    related: Related, popular: Scored, weights: SignalWeights, item_id: str
+) -> list[Candidate]:
+    """Items related to ``item_id``: its co-view and sequence lists, then popular items."""
+    acc = _Accumulator()
+    acc.add_list("coview", related.coview, 1.0, item_id)
+    acc.add_list("sequence", related.sequence, 1.0, item_id)
+    acc.add_list("popularity", popular, 1.0, "")
+    return [c for c in rank(acc, weights) if c.item_id != item_id]

@@ -1,0 +1,133 @@
+"""One event's effect on the features, accumulated over a batch into a ``FeatureDelta``."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+
+from reco.events import Event
+from reco.settings import EngineSettings
+from reco.signals.coview import coview_partners
+from reco.signals.decay import ForwardDecay
+from reco.signals.history import remember
+from reco.signals.sequence import transitions
+from reco.signals.session import assign_session
+from reco.signals.state import SessionState, UserProfile
+
+
+@dataclass(frozen=True, slots=True)
+class SignalConfig:
+    """The settings the signals read, copied out of ``EngineSettings`` once."""
+
+    event_weights: dict[str, float]
+    session_gap_s: float
+    coview_window: int
+    sequence_steps: int
+    max_recent_items: int
+    max_purchases: int
+    max_session_items: int
+    coview_half_life_s: float
+    popularity_half_life_s: float
+    purchase_type: str = "purchase"
+
+    @classmethod
+    def from_settings(cls, s: EngineSettings) -> SignalConfig:
+        return cls(
+            event_weights=dict(s.event_weights),
+            session_gap_s=s.session_gap_s,
+            coview_window=s.coview_window,
+            sequence_steps=s.sequence_steps,
+            max_recent_items=s.max_recent_items,
+            max_purchases=s.max_purchases,
+            max_session_items=s.max_session_items,
+            coview_half_life_s=s.coview_half_life_s,
+            popularity_half_life_s=s.popularity_half_life_s,
+        )
+
+
+def _nested() -> defaultdict[str, defaultdict[str, float]]:
+    return defaultdict(lambda: defaultdict(float))
+
+
+@dataclass
+class FeatureDelta:
+    """Increments and replaced states of one batch; a store applies it atomically.
+
+    Co-view, sequence and popularity values are forward-decayed against ``landmark``.
+    ``offsets`` holds, per partition, the offset after the last record of the batch: the
+    store keeps it with the features so that a replayed record is recognised and skipped.
+    """
+
+    landmark: float
+    coview: defaultdict[str, defaultdict[str, float]] = field(default_factory=_nested)
+    sequence: defaultdict[str, defaultdict[str, float]] = field(default_factory=_nested)
+    popularity: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    category_popularity: defaultdict[str, defaultdict[str, float]] = field(default_factory=_nested)
+    profiles: dict[str, UserProfile] = field(default_factory=dict)
+    sessions: dict[str, SessionState] = field(default_factory=dict)
+    event_ids: list[str] = field(default_factory=list)
+    offsets: dict[int, int] = field(default_factory=dict)
+    events: int = 0
+
+    @property
+    def touched_users(self) -> list[str]:
+        return list(self.profiles)
+
+
+def apply_event(
+    delta: FeatureDelta,
+    event: Event,
+    profile: UserProfile,
+    sessions: MutableMapping[str, SessionState],
+    category: str | None,
+    cfg: SignalConfig,
+) -> SessionState:
+    """Fold ``event`` into ``delta``; updates ``profile`` and returns the event's session.
+
+    ``sessions`` is the batch's working set of session states, prefilled by the caller with
+    the stored states of the sessions its events may continue; a new session starts empty.
+    """
+    weight = cfg.event_weights.get(event.type, 0.0)
+    session_id = assign_session(profile, event.timestamp, event.session_id, cfg.session_gap_s)
+    session = sessions.get(session_id)
+    if session is None:
+        session = sessions[session_id] = SessionState(session_id=session_id, user_id=event.user_id)
+
+    item = event.item_id
+    if weight > 0:
+        cv = ForwardDecay(cfg.coview_half_life_s, delta.landmark)
+        pair_weight = cv.weight(weight, event.timestamp)
+        for other in coview_partners(session.items, item, cfg.coview_window):
+            delta.coview[item][other] += pair_weight
+            delta.coview[other][item] += pair_weight
+        for previous, w in transitions(session.items, item, cfg.sequence_steps):
+            delta.sequence[previous][item] += cv.weight(w, event.timestamp)
+
+        pop = ForwardDecay(cfg.popularity_half_life_s, delta.landmark).weight(
+            weight, event.timestamp
+        )
+        delta.popularity[item] += pop
+        if category:
+            delta.category_popularity[category][item] += pop
+
+    session.items.append(item)
+    del session.items[: -cfg.max_session_items]
+    session.last_ts = max(session.last_ts, event.timestamp)
+    remember(
+        profile,
+        item,
+        event.timestamp,
+        weight,
+        purchase=event.type == cfg.purchase_type,
+        max_recent=cfg.max_recent_items,
+        max_purchases=cfg.max_purchases,
+    )
+    if profile.last_ts is None or event.timestamp > profile.last_ts:
+        profile.last_ts = event.timestamp
+
+    delta.profiles[profile.user_id] = profile
+    delta.sessions[session_id] = session
+    delta.event_ids.append(event.event_id)
+    delta.events += 1
+    return session

@@ -1,0 +1,159 @@
+"""Signals: each pure function on hand-worked cases, then a whole batch through apply_event."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from reco.events import Event
+from reco.settings import EngineSettings
+from reco.signals import FeatureDelta, ForwardDecay, SignalConfig, UserProfile, apply_event
+from reco.signals.coview import coview_partners
+from reco.signals.history import context_weights, remember
+from reco.signals.sequence import transitions
+from reco.signals.session import assign_session
+from reco.signals.state import SessionState
+
+pytestmark = pytest.mark.unit
+DAY = 86400.0
+
+
+def test_coview_pairs_with_distinct_window_items_most_recent_first() -> None:
+    assert coview_partners(["a", "b", "a", "c"], "d", window=10) == ["c", "a", "b"]
+
+
+def test_coview_window_bounds_how_far_back() -> None:
+    assert coview_partners(["a", "b", "c", "d"], "e", window=2) == ["d", "c"]
+
+
+def test_coview_revisit_adds_nothing() -> None:
+    assert coview_partners(["a", "b", "c"], "b", window=10) == []
+    # Outside the window it is a new visit again.
+    assert coview_partners(["a", "b", "c"], "a", window=2) == ["c", "b"]
+
+
+def test_transitions_are_directed_and_distance_weighted() -> None:
+    assert transitions(["a", "b", "c"], "d", steps=3) == [("c", 1.0), ("b", 0.5), ("a", 1 / 3)]
+    assert transitions(["a", "b", "c"], "d", steps=1) == [("c", 1.0)]
+    assert transitions(["a", "d"], "d", steps=2) == [("a", 0.5)]  # no self-transition
+    assert transitions([], "d", steps=3) == []
+
+
+def test_forward_decay_halves_per_half_life_and_ranks_without_rescoring() -> None:
+    decay = ForwardDecay(half_life_s=DAY, landmark=1000.0)
+    old = decay.weight(1.0, 1000.0)
+    new = decay.weight(1.0, 1000.0 + DAY)
+    assert new == pytest.approx(2 * old)
+    # Value at a later time: the old event has lost three halvings, the new one two.
+    now = 1000.0 + 3 * DAY
+    assert decay.value_at(old, now) == pytest.approx(0.125)
+    assert decay.value_at(new, now) == pytest.approx(0.25)
+
+
+def test_forward_decay_rescale_keeps_ratios() -> None:
+    decay = ForwardDecay(half_life_s=DAY, landmark=0.0)
+    a, b = decay.weight(3.0, 10 * DAY), decay.weight(1.0, 12 * DAY)
+    factor = decay.rescale_factor(11 * DAY)
+    assert (a * factor) / (b * factor) == pytest.approx(a / b)
+    assert ForwardDecay(DAY, 11 * DAY).weight(1.0, 12 * DAY) == pytest.approx(b * factor)
+
+
+def test_session_from_inactivity_gap() -> None:
+    profile = UserProfile("u")
+    s1 = assign_session(profile, 0.0, None, gap_s=1800)
+    profile.last_ts = 0.0
+    assert assign_session(profile, 1799.0, None, gap_s=1800) == s1
+    profile.last_ts = 1799.0
+    s2 = assign_session(profile, 1799.0 + 1801, None, gap_s=1800)
+    assert s2 != s1
+    assert (s1, s2) == ("u#1", "u#2")
+
+
+def test_given_session_wins() -> None:
+    profile = UserProfile("u", last_ts=0.0, session_id="u#1", session_seq=1)
+    assert assign_session(profile, 10.0, "checkout-7", gap_s=1800) == "checkout-7"
+
+
+def test_recent_items_most_recent_first_capped_one_entry_per_item() -> None:
+    p = UserProfile("u")
+    for ts, item in enumerate(["a", "b", "c", "a", "d"]):
+        remember(p, item, float(ts), 1.0, purchase=False, max_recent=3, max_purchases=2)
+    assert [r[0] for r in p.recent] == ["d", "a", "c"]
+
+
+def test_late_event_does_not_jump_ahead() -> None:
+    p = UserProfile("u")
+    remember(p, "a", 10.0, 1.0, purchase=False, max_recent=5, max_purchases=5)
+    remember(p, "b", 20.0, 1.0, purchase=False, max_recent=5, max_purchases=5)
+    remember(p, "b", 5.0, 10.0, purchase=True, max_recent=5, max_purchases=5)
+    assert p.recent[0] == ("b", 20.0, 10.0)
+    assert p.purchases == ["b"]
+
+
+def test_purchases_capped_most_recent_first() -> None:
+    p = UserProfile("u")
+    for ts, item in enumerate(["a", "b", "c"]):
+        remember(p, item, float(ts), 10.0, purchase=True, max_recent=5, max_purchases=2)
+    assert p.purchases == ["c", "b"]
+
+
+def test_context_weights_decay_by_position() -> None:
+    assert context_weights(["c", "b", "c", "a"], 0.5) == [("c", 1.0), ("b", 0.5), ("a", 0.25)]
+
+
+def _event(n: int, user: str, item: str, kind: str = "view", ts: float = 0.0) -> Event:
+    return Event(f"e{n}", user, item, kind, ts, ts)
+
+
+def test_apply_event_builds_every_signal() -> None:
+    cfg = SignalConfig.from_settings(EngineSettings())
+    delta = FeatureDelta(landmark=0.0)
+    profile = UserProfile("u")
+    sessions: dict[str, SessionState] = {}
+    for n, (item, kind) in enumerate([("a", "view"), ("b", "click"), ("c", "purchase")]):
+        apply_event(delta, _event(n, "u", item, kind, ts=n * 10.0), profile, sessions, "cat", cfg)
+
+    decay = ForwardDecay(cfg.coview_half_life_s, 0.0)
+    # Pairs carry the weight of the event that completes them, both directions.
+    assert delta.coview["a"]["b"] == pytest.approx(decay.weight(3.0, 10.0))
+    assert delta.coview["b"]["a"] == delta.coview["a"]["b"]
+    assert delta.coview["c"]["a"] == pytest.approx(decay.weight(10.0, 20.0))
+    # Transitions only forwards, the second step at half weight.
+    assert delta.sequence["a"]["b"] == pytest.approx(decay.weight(1.0, 10.0))
+    assert delta.sequence["a"]["c"] == pytest.approx(decay.weight(0.5, 20.0))
+    assert "b" not in delta.sequence.get("c", {})
+    pop = ForwardDecay(cfg.popularity_half_life_s, 0.0)
+    assert delta.popularity["c"] == pytest.approx(pop.weight(10.0, 20.0))
+    assert delta.category_popularity["cat"]["c"] == delta.popularity["c"]
+    assert profile.purchases == ["c"]
+    assert [r[0] for r in profile.recent] == ["c", "b", "a"]
+    assert delta.sessions["u#1"].items == ["a", "b", "c"]
+    assert delta.events == 3
+
+
+def test_new_session_does_not_pair_with_the_last_one() -> None:
+    cfg = SignalConfig.from_settings(EngineSettings(session_gap_s=60))
+    delta = FeatureDelta(landmark=0.0)
+    profile = UserProfile("u")
+    sessions: dict[str, SessionState] = {}
+    apply_event(delta, _event(0, "u", "a", ts=0.0), profile, sessions, None, cfg)
+    apply_event(delta, _event(1, "u", "b", ts=1000.0), profile, sessions, None, cfg)
+    assert "b" not in delta.coview.get("a", {})
+    assert set(delta.sessions) == {"u#1", "u#2"}
+
+
+def test_zero_weight_type_changes_history_but_no_counts() -> None:
+    cfg = SignalConfig.from_settings(
+        EngineSettings(event_weights={"view": 1.0, "remove_from_cart": 0.0})
+    )
+    delta = FeatureDelta(landmark=0.0)
+    profile = UserProfile("u")
+    apply_event(delta, _event(0, "u", "a", "remove_from_cart"), profile, {}, None, cfg)
+    assert not delta.popularity
+    assert profile.recent[0][0] == "a"
+
+
+def test_decayed_values_stay_finite_over_long_spans() -> None:
+    decay = ForwardDecay(DAY, landmark=0.0)
+    assert math.isfinite(decay.weight(10.0, 256 * DAY))
