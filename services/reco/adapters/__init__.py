@@ -1,0 +1,1 @@
+"""One module per backend adapter; each implements an interface of ``reco.ports``."""

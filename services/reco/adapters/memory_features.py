@@ -1,0 +1,218 @@
+"""In-memory feature store: the embedded default, rebuilt from the event log at start.
+
+A single lock serialises the processor's batch writes against the api's reads; both hold
+it for microseconds to milliseconds, so one lock costs less than finer-grained schemes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from reco.ports import RecoInputs, Related, Scored
+from reco.signals import FeatureDelta, SessionState, UserProfile
+
+# Trim a capped list only once it is this much over its cap: trimming at every update would
+# cost a sort per event on the hottest items.
+_TRIM_SLACK = 1.25
+
+
+def _top(values: dict[str, float], n: int) -> Scored:
+    return heapq.nlargest(n, values.items(), key=lambda kv: (kv[1], kv[0]))
+
+
+def _trim(values: dict[str, float], cap: int) -> None:
+    if len(values) > cap * _TRIM_SLACK:
+        keep = dict(_top(values, cap))
+        values.clear()
+        values.update(keep)
+
+
+class MemoryFeatureStore:
+    def __init__(
+        self,
+        *,
+        max_related_per_item: int = 100,
+        max_popular: int = 10_000,
+        max_sessions: int = 200_000,
+        dedupe_window: int = 500_000,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._max_related = max_related_per_item
+        self._max_popular = max_popular
+        self._max_sessions = max_sessions
+        self._dedupe_window = dedupe_window
+        self._landmark: float | None = None
+        self._offsets: dict[int, int] = {}
+        self._coview: defaultdict[str, dict[str, float]] = defaultdict(dict)
+        self._sequence: defaultdict[str, dict[str, float]] = defaultdict(dict)
+        self._popularity: dict[str, float] = {}
+        self._category_popularity: defaultdict[str, dict[str, float]] = defaultdict(dict)
+        self._profiles: dict[str, UserProfile] = {}
+        self._sessions: OrderedDict[str, SessionState] = OrderedDict()
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._versions: defaultdict[str, int] = defaultdict(int)
+
+    # -- processor side ----------------------------------------------------------------
+    def applied_offsets(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self._offsets)
+
+    def landmark(self) -> float | None:
+        return self._landmark
+
+    def load_states(
+        self, users: Iterable[str], sessions: Iterable[str]
+    ) -> tuple[dict[str, UserProfile], dict[str, SessionState]]:
+        # Copies: the processor mutates them while the api may read the stored ones.
+        with self._lock:
+            profiles = {
+                u: UserProfile.from_dict(p.to_dict())
+                for u in users
+                if (p := self._profiles.get(u)) is not None
+            }
+            wanted = set(sessions)
+            wanted.update(p.session_id for p in profiles.values() if p.session_id is not None)
+            states = {
+                s: SessionState.from_dict(st.to_dict())
+                for s in wanted
+                if (st := self._sessions.get(s)) is not None
+            }
+        return profiles, states
+
+    def unseen(self, event_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            return {e for e in event_ids if e not in self._seen}
+
+    def apply(self, delta: FeatureDelta) -> None:
+        with self._lock:
+            if self._landmark is None:
+                self._landmark = delta.landmark
+            elif delta.landmark != self._landmark:
+                raise ValueError("delta built against another landmark; rescale first")
+            self._add_nested(self._coview, delta.coview, self._max_related)
+            self._add_nested(self._sequence, delta.sequence, self._max_related)
+            self._add(self._popularity, delta.popularity, self._max_popular)
+            self._add_nested(
+                self._category_popularity, delta.category_popularity, self._max_popular
+            )
+            for user_id, profile in delta.profiles.items():
+                self._profiles[user_id] = profile
+                self._versions["u:" + user_id] += 1
+            for session_id, state in delta.sessions.items():
+                self._sessions[session_id] = state
+                self._sessions.move_to_end(session_id)
+                self._versions["s:" + session_id] += 1
+            while len(self._sessions) > self._max_sessions:
+                dropped, _ = self._sessions.popitem(last=False)
+                self._versions.pop("s:" + dropped, None)
+            for event_id in delta.event_ids:
+                self._seen[event_id] = None
+            while len(self._seen) > self._dedupe_window:
+                self._seen.popitem(last=False)
+            self._offsets.update(delta.offsets)
+
+    def rescale(self, landmark: float, coview_factor: float, popularity_factor: float) -> None:
+        with self._lock:
+            for table in (self._coview, self._sequence):
+                for values in table.values():
+                    for key in values:
+                        values[key] *= coview_factor
+            for pop in (self._popularity, *self._category_popularity.values()):
+                for key in pop:
+                    pop[key] *= popularity_factor
+            self._landmark = landmark
+
+    @staticmethod
+    def _add(target: dict[str, float], increments: dict[str, float], cap: int) -> None:
+        for key, value in increments.items():
+            target[key] = target.get(key, 0.0) + value
+        _trim(target, cap)
+
+    @classmethod
+    def _add_nested(
+        cls,
+        target: defaultdict[str, dict[str, float]],
+        increments: dict[str, defaultdict[str, float]],
+        cap: int,
+    ) -> None:
+        for outer, inner in increments.items():
+            cls._add(target[outer], inner, cap)
+
+    # -- api side ----------------------------------------------------------------------
+    def recommendation_inputs(
+        self,
+        *,
+        user_id: str | None,
+        session_id: str | None,
+        context_items: int,
+        related_per_item: int,
+        popular: int,
+        category: str | None,
+    ) -> RecoInputs:
+        with self._lock:
+            context: list[str] = []
+            purchases: list[str] = []
+            version = 0
+            if session_id is not None:
+                state = self._sessions.get(session_id)
+                if state is not None:
+                    context = list(reversed(state.items))
+                version = self._versions.get("s:" + session_id, 0)
+            elif user_id is not None:
+                profile = self._profiles.get(user_id)
+                if profile is not None:
+                    context = [item for item, _, _ in profile.recent]
+                    purchases = list(profile.purchases)
+                version = self._versions.get("u:" + user_id, 0)
+            distinct = list(dict.fromkeys(context))[:context_items]
+            related = {item: self._related(item, related_per_item) for item in distinct}
+            return RecoInputs(
+                context=context,
+                purchases=purchases,
+                related=related,
+                popular=self._popular(popular, category),
+                version=version,
+            )
+
+    def related(self, item_id: str, limit: int) -> Related:
+        with self._lock:
+            return self._related(item_id, limit)
+
+    def popular(self, limit: int, category: str | None = None) -> Scored:
+        with self._lock:
+            return self._popular(limit, category)
+
+    def _related(self, item_id: str, limit: int) -> Related:
+        return Related(
+            coview=_top(self._coview.get(item_id, {}), limit),
+            sequence=_top(self._sequence.get(item_id, {}), limit),
+        )
+
+    def _popular(self, limit: int, category: str | None) -> Scored:
+        table = self._popularity if category is None else self._category_popularity.get(category)
+        return _top(table or {}, limit)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "landmark": self._landmark,
+                "offsets": dict(sorted(self._offsets.items())),
+                "coview": {k: dict(sorted(v.items())) for k, v in sorted(self._coview.items())},
+                "sequence": {k: dict(sorted(v.items())) for k, v in sorted(self._sequence.items())},
+                "popularity": dict(sorted(self._popularity.items())),
+                "category_popularity": {
+                    k: dict(sorted(v.items())) for k, v in sorted(self._category_popularity.items())
+                },
+                "profiles": {k: v.to_dict() for k, v in sorted(self._profiles.items())},
+                "sessions": {k: v.to_dict() for k, v in sorted(self._sessions.items())},
+            }
+
+    def ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None

@@ -1,0 +1,152 @@
+"""The FeatureStore contract, run against every adapter."""
+
+from __future__ import annotations
+
+import pytest
+
+from reco.ports import FeatureStore
+from reco.signals import FeatureDelta, SessionState, UserProfile
+
+pytestmark = pytest.mark.unit
+
+
+def _delta(landmark: float = 0.0, **offsets: int) -> FeatureDelta:
+    d = FeatureDelta(landmark=landmark)
+    d.offsets = {int(k[1:]): v for k, v in offsets.items()}
+    return d
+
+
+def _inputs(store: FeatureStore, **kw: object) -> object:
+    args = {
+        "user_id": None,
+        "session_id": None,
+        "context_items": 10,
+        "related_per_item": 10,
+        "popular": 10,
+        "category": None,
+    }
+    args.update(kw)
+    return store.recommendation_inputs(**args)  # type: ignore[arg-type]
+
+
+def test_empty_store(feature_store: FeatureStore) -> None:
+    assert feature_store.applied_offsets() == {}
+    assert feature_store.landmark() is None
+    assert feature_store.popular(5) == []
+    assert feature_store.related("x", 5).coview == []
+    assert feature_store.ready()
+
+
+def test_apply_adds_increments_and_keeps_offsets(feature_store: FeatureStore) -> None:
+    d = _delta(p0=3)
+    d.coview["a"]["b"] += 2.0
+    d.sequence["a"]["b"] += 1.0
+    d.popularity["a"] += 1.0
+    d.category_popularity["shoes"]["a"] += 1.0
+    feature_store.apply(d)
+    d2 = _delta(p0=5)
+    d2.coview["a"]["b"] += 1.0
+    d2.coview["a"]["c"] += 5.0
+    d2.popularity["b"] += 3.0
+    feature_store.apply(d2)
+
+    assert feature_store.applied_offsets() == {0: 5}
+    assert feature_store.landmark() == 0.0
+    assert feature_store.related("a", 5).coview == [("c", 5.0), ("b", 3.0)]
+    assert feature_store.related("a", 5).sequence == [("b", 1.0)]
+    assert feature_store.popular(5) == [("b", 3.0), ("a", 1.0)]
+    assert feature_store.popular(5, "shoes") == [("a", 1.0)]
+    assert feature_store.popular(5, "hats") == []
+
+
+def test_lists_are_capped_keeping_the_strongest(feature_store: FeatureStore) -> None:
+    d = _delta()
+    for n in range(10):
+        d.coview["a"][f"x{n}"] += float(n)
+        d.popularity[f"x{n}"] += float(n)
+    feature_store.apply(d)
+    assert [i for i, _ in feature_store.related("a", 10).coview] == ["x9", "x8", "x7", "x6"]
+    assert len(feature_store.popular(10)) == 4
+
+
+def test_profiles_sessions_and_context(feature_store: FeatureStore) -> None:
+    d = _delta()
+    profile = UserProfile(
+        "u", last_ts=5.0, session_id="s1", recent=[("b", 5.0, 1.0), ("a", 1.0, 1.0)]
+    )
+    profile.purchases = ["a"]
+    d.profiles["u"] = profile
+    d.sessions["s1"] = SessionState("s1", "u", ["a", "b"], 5.0)
+    d.coview["b"]["c"] += 1.0
+    feature_store.apply(d)
+
+    profiles, sessions = feature_store.load_states(["u", "nobody"], [])
+    assert profiles["u"].recent == profile.recent
+    assert set(sessions) == {"s1"}, "the profile's current session comes along"
+
+    by_user = _inputs(feature_store, user_id="u")
+    assert by_user.context == ["b", "a"]  # type: ignore[attr-defined]
+    assert by_user.purchases == ["a"]  # type: ignore[attr-defined]
+    assert by_user.related["b"].coview == [("c", 1.0)]  # type: ignore[attr-defined]
+    by_session = _inputs(feature_store, session_id="s1")
+    assert by_session.context == ["b", "a"]  # type: ignore[attr-defined]
+    assert _inputs(feature_store, user_id="nobody").context == []  # type: ignore[attr-defined]
+
+
+def test_version_changes_when_the_user_changes(feature_store: FeatureStore) -> None:
+    before = _inputs(feature_store, user_id="u").version  # type: ignore[attr-defined]
+    d = _delta()
+    d.profiles["u"] = UserProfile("u")
+    feature_store.apply(d)
+    after = _inputs(feature_store, user_id="u").version  # type: ignore[attr-defined]
+    other = _inputs(feature_store, user_id="v").version  # type: ignore[attr-defined]
+    assert after != before
+    assert other == 0
+
+
+def test_loaded_states_are_copies(feature_store: FeatureStore) -> None:
+    d = _delta()
+    d.profiles["u"] = UserProfile("u", recent=[("a", 1.0, 1.0)])
+    feature_store.apply(d)
+    profiles, _ = feature_store.load_states(["u"], [])
+    profiles["u"].recent.clear()
+    assert _inputs(feature_store, user_id="u").context == ["a"]  # type: ignore[attr-defined]
+
+
+def test_dedupe_window(feature_store: FeatureStore) -> None:
+    d = _delta()
+    d.event_ids = ["e1", "e2"]
+    feature_store.apply(d)
+    assert feature_store.unseen(["e1", "e3"]) == {"e3"}
+
+
+def test_oldest_sessions_are_dropped(feature_store: FeatureStore) -> None:
+    for n in range(5):
+        d = _delta()
+        d.sessions[f"s{n}"] = SessionState(f"s{n}", "u", ["a"], float(n))
+        feature_store.apply(d)
+    _, sessions = feature_store.load_states([], [f"s{n}" for n in range(5)])
+    assert set(sessions) == {"s2", "s3", "s4"}
+
+
+def test_rescale_multiplies_values_and_moves_landmark(feature_store: FeatureStore) -> None:
+    d = _delta()
+    d.coview["a"]["b"] += 8.0
+    d.popularity["a"] += 4.0
+    feature_store.apply(d)
+    feature_store.rescale(100.0, 0.5, 0.25)
+    assert feature_store.landmark() == 100.0
+    assert feature_store.related("a", 1).coview == [("b", 4.0)]
+    assert feature_store.popular(1) == [("a", 1.0)]
+    with pytest.raises(ValueError, match="landmark"):
+        feature_store.apply(_delta(landmark=0.0))
+
+
+def test_snapshot_is_canonical(feature_store: FeatureStore) -> None:
+    d = _delta(p0=1)
+    d.coview["b"]["a"] += 1.0
+    d.coview["a"]["b"] += 1.0
+    feature_store.apply(d)
+    snap = feature_store.snapshot()
+    assert list(snap["coview"]) == ["a", "b"]
+    assert snap["offsets"] == {0: 1}
