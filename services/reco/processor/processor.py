@@ -1,0 +1,163 @@
+"""Consume events in batches, fold them into features, write, then commit.
+
+Sinks first, offsets last. One batch is: poll records; skip those at offsets the store has
+already applied (a replay after a crash); dead-letter undecodable ones; drop event ids the
+store has seen (client retries); fold the rest into one ``FeatureDelta``; write it to the
+store together with the offsets it reaches, in one atomic step; only then commit the offsets
+to the log. A crash before the write loses nothing (the records are read again); a crash
+after it counts nothing twice (the store's offsets say the records are applied).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from reco.events import Event, InvalidEvent
+from reco.metrics import Metrics
+from reco.ports import Catalog, EventConsumer, FeatureStore, Record
+from reco.settings import EngineSettings
+from reco.signals import FeatureDelta, SignalConfig, UserProfile, apply_event
+from reco.signals.decay import MAX_EXPONENT, ForwardDecay
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    records: int
+    applied: int
+    replayed: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+
+class Processor:
+    def __init__(
+        self,
+        consumer: EventConsumer,
+        store: FeatureStore,
+        catalog: Catalog,
+        settings: EngineSettings,
+        metrics: Metrics,
+        *,
+        group: str = "reco-processor",
+    ) -> None:
+        self._consumer = consumer
+        self._store = store
+        self._catalog = catalog
+        self._settings = settings
+        self._cfg = SignalConfig.from_settings(settings)
+        self._metrics = metrics
+        self._group = group
+        self._applied: dict[int, int] = {}
+
+    def resume(self) -> None:
+        """Continue where the feature store's effects end (from the start for an empty store)."""
+        self._applied = self._store.applied_offsets()
+        self._consumer.seek(self._applied)
+        log.info("processor %s resumes at offsets %s", self._group, self._applied or "start")
+
+    def run_once(self, max_records: int, timeout_s: float) -> BatchResult:
+        records = self._consumer.poll(max_records, timeout_s)
+        if not records:
+            self._export_lag()
+            return BatchResult(0, 0)
+        started = time.perf_counter()
+        result = self._process(records)
+        self._metrics.processor_batch_seconds.observe(time.perf_counter() - started)
+        self._export_lag()
+        return result
+
+    def _process(self, records: Sequence[Record]) -> BatchResult:
+        offsets = {r.partition: r.offset + 1 for r in records}
+        fresh = [r for r in records if r.offset >= self._applied.get(r.partition, 0)]
+        replayed = len(records) - len(fresh)
+        events, dead = self._decode(fresh)
+        events, duplicates = self._dedupe(events)
+
+        delta = self._fold(events)
+        delta.offsets = offsets
+        self._store.apply(delta)
+        self._applied.update(offsets)
+        self._consumer.commit(offsets)
+
+        m = self._metrics
+        m.events_processed.inc(len(events))
+        if replayed:
+            m.events_skipped.labels("replayed").inc(replayed)
+        if duplicates:
+            m.events_skipped.labels("duplicate").inc(duplicates)
+        if dead:
+            m.events_skipped.labels("dead_letter").inc(dead)
+        return BatchResult(len(records), len(events), replayed, duplicates, dead)
+
+    def _decode(self, records: Sequence[Record]) -> tuple[list[Event], int]:
+        events: list[Event] = []
+        dead = 0
+        for record in records:
+            try:
+                events.append(Event.from_json(record.value))
+            except InvalidEvent as exc:
+                self._consumer.dead_letter(record, str(exc))
+                dead += 1
+        return events, dead
+
+    def _dedupe(self, events: list[Event]) -> tuple[list[Event], int]:
+        unseen = self._store.unseen([e.event_id for e in events])
+        kept: list[Event] = []
+        for event in events:
+            if event.event_id in unseen:
+                unseen.discard(event.event_id)
+                kept.append(event)
+        return kept, len(events) - len(kept)
+
+    def _fold(self, events: list[Event]) -> FeatureDelta:
+        landmark = self._landmark(events)
+        delta = FeatureDelta(landmark=landmark)
+        if not events:
+            return delta
+        profiles, sessions = self._store.load_states(
+            {e.user_id for e in events}, {e.session_id for e in events if e.session_id}
+        )
+        categories = self._categories(events)
+        for event in events:
+            profile = profiles.get(event.user_id)
+            if profile is None:
+                profile = profiles[event.user_id] = UserProfile(event.user_id)
+            category = event.properties.get("category") or categories.get(event.item_id)
+            apply_event(delta, event, profile, sessions, _as_category(category), self._cfg)
+        return delta
+
+    def _categories(self, events: list[Event]) -> dict[str, str | None]:
+        wanted = {e.item_id for e in events if not e.properties.get("category")}
+        return {i: item.category for i, item in self._catalog.get_many(wanted).items()}
+
+    def _landmark(self, events: list[Event]) -> float:
+        """The store's decay landmark, set by the first batch and moved before it overflows."""
+        current = self._store.landmark()
+        if not events:
+            return current if current is not None else 0.0
+        if current is None:
+            return min(e.timestamp for e in events)
+        latest = max(e.timestamp for e in events)
+        shortest = min(self._cfg.coview_half_life_s, self._cfg.popularity_half_life_s)
+        if (latest - current) / shortest <= MAX_EXPONENT:
+            return current
+        coview = ForwardDecay(self._cfg.coview_half_life_s, current).rescale_factor(latest)
+        pop = ForwardDecay(self._cfg.popularity_half_life_s, current).rescale_factor(latest)
+        log.info("moving the decay landmark from %.0f to %.0f", current, latest)
+        self._store.rescale(latest, coview, pop)
+        return latest
+
+    def _export_lag(self) -> None:
+        for partition, lag in self._consumer.lag().items():
+            self._metrics.consumer_lag.labels(self._group, str(partition)).set(lag)
+
+
+def _as_category(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
