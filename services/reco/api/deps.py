@@ -1,0 +1,71 @@
+"""Dependencies of the api routers: the services on ``app.state`` and the rule options."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, Request, status
+from pydantic import BaseModel, Field, model_validator
+
+from reco.api.service import Recommender
+from reco.events import MAX_ID_LENGTH
+from reco.ports import Catalog
+from reco.rules import RuleOptions
+
+MAX_COUNT = 200
+
+
+def _recommender(request: Request) -> Recommender:
+    service: Recommender = request.app.state.recommender
+    return service
+
+
+def _catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.catalog
+    return catalog
+
+
+RecommenderDep = Annotated[Recommender, Depends(_recommender)]
+CatalogDep = Annotated[Catalog, Depends(_catalog)]
+Count = Annotated[int, Query(ge=1, le=MAX_COUNT, description="How many items to return.")]
+ItemPath = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+class RuleQuery(BaseModel):
+    """Business rules as query parameters."""
+
+    exclude_seen: bool = Field(False, description="Leave out items the user has interacted with.")
+    exclude_purchased: bool = Field(True, description="Leave out items the user has bought.")
+    category: str | None = Field(None, min_length=1, max_length=256)
+    min_price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    max_price: float | None = Field(None, ge=0, allow_inf_nan=False)
+    in_stock_only: bool = Field(True, description="Leave out items the catalog marks sold out.")
+    max_per_category: int | None = Field(None, ge=1, description="Diversity: at most N a category.")
+
+    @model_validator(mode="after")
+    def _price_range(self) -> RuleQuery:
+        if (
+            self.min_price is not None
+            and self.max_price is not None
+            and self.min_price > self.max_price
+        ):
+            raise ValueError("min_price must not exceed max_price")
+        return self
+
+    def options(self) -> RuleOptions:
+        return RuleOptions(**self.model_dump())
+
+
+def rule_options(query: Annotated[RuleQuery, Query()]) -> RuleOptions:
+    return query.options()
+
+
+RulesDep = Annotated[RuleOptions, Depends(rule_options)]
+
+
+def one_subject(user_id: str | None, session_id: str | None) -> None:
+    if (user_id is None) == (session_id is None):
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "give exactly one of user_id and session_id",
+        )

@@ -1,0 +1,75 @@
+"""The catalog (``PUT /items``, ``GET /items/{item_id}``) and similar items."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import TypeAdapter, ValidationError
+
+from reco.api.deps import CatalogDep, Count, RecommenderDep, RulesDep
+from reco.api.schemas import ItemOut, ItemsUpserted, RecommendationsOut
+from reco.catalog import ItemIn
+from reco.events import MAX_ID_LENGTH, format_validation_error
+from reco.web.body import read_json
+
+router = APIRouter(tags=["items"])
+
+ItemId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
+_ITEMS = TypeAdapter(ItemIn | list[ItemIn])
+_BODY_SCHEMA: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _ITEMS.json_schema()}},
+    }
+}
+
+
+@router.put(
+    "/items",
+    response_model=ItemsUpserted,
+    summary="Create or update catalog items (one or a batch)",
+    description="Fields left out keep their stored value. The batch is all or nothing.",
+    openapi_extra=_BODY_SCHEMA,
+)
+async def put_items(request: Request, catalog: CatalogDep) -> ItemsUpserted:
+    settings = request.app.state.settings
+    body = await read_json(request, settings.max_body_bytes)
+    if isinstance(body, list) and len(body) > settings.max_batch_events:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"the batch has {len(body)} items; the limit is {settings.max_batch_events} "
+            "(RECO_MAX_BATCH_EVENTS): split it",
+        )
+    try:
+        parsed = _ITEMS.validate_python(body)
+    except ValidationError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, format_validation_error(exc)
+        ) from None
+    updates = parsed if isinstance(parsed, list) else [parsed]
+    if not updates:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the batch is empty")
+    stored = await run_in_threadpool(catalog.upsert, updates)
+    return ItemsUpserted(upserted=len(stored), items=[ItemOut(**i.to_dict()) for i in stored])
+
+
+@router.get("/items/{item_id}", response_model=ItemOut, summary="One catalog item")
+async def get_item(item_id: ItemId, catalog: CatalogDep) -> ItemOut:
+    item = catalog.get(item_id)
+    if item is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"item {item_id!r} is not in the catalog")
+    return ItemOut(**item.to_dict())
+
+
+@router.get(
+    "/items/{item_id}/similar",
+    response_model=RecommendationsOut,
+    summary="Items related to one item",
+    description="Co-viewed and next-viewed items; popular items of its category when cold.",
+)
+async def get_similar(
+    item_id: ItemId, recommender: RecommenderDep, rules: RulesDep, count: Count = 10
+) -> RecommendationsOut:
+    return recommender.similar(item_id, count, rules)

@@ -1,0 +1,211 @@
+"""Recommendations: read features (one store call), score, apply the rules, explain."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+from reco.api.cache import ResponseCache
+from reco.api.schemas import RecommendationsOut, RecommendedItem
+from reco.catalog import Item
+from reco.metrics import Metrics
+from reco.ports import Catalog, FeatureStore
+from reco.rules import RuleOptions, boost_new_items, select
+from reco.scoring import Candidate, score, similar
+from reco.settings import EngineSettings
+from reco.signals.decay import ForwardDecay
+
+# How many ranked candidates to look up in the catalog per item asked for: enough that the
+# rules (stock, price, diversity) still leave a full page.
+_CANDIDATES_PER_ITEM = 10
+
+
+class Recommender:
+    def __init__(
+        self,
+        store: FeatureStore,
+        catalog: Catalog,
+        settings: EngineSettings,
+        metrics: Metrics,
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._s = settings
+        self._metrics = metrics
+        self._cache: ResponseCache[RecommendationsOut] = ResponseCache(
+            settings.cache_size, settings.cache_ttl_s
+        )
+
+    def recommend(
+        self,
+        *,
+        user_id: str | None,
+        session_id: str | None,
+        count: int,
+        options: RuleOptions,
+    ) -> RecommendationsOut:
+        started = time.perf_counter()
+        inputs = self._store.recommendation_inputs(
+            user_id=user_id,
+            session_id=session_id,
+            context_items=self._s.context_items,
+            related_per_item=self._s.related_per_item,
+            popular=_pool(count),
+            category=options.category,
+        )
+        key = ("reco", user_id, session_id, count, options)
+        cached = self._cache.get(key, inputs.version)
+        if cached is not None:
+            self._metrics.cache_hits.inc()
+            self._observe("recommendations", started)
+            return cached
+        self._metrics.cache_misses.inc()
+
+        ranked = score(
+            inputs,
+            self._s.weights,
+            history_decay=self._s.history_decay,
+            context_items=self._s.context_items,
+        )
+        personal = bool(inputs.context)
+        if not personal:
+            self._metrics.fallbacks.labels("cold").inc()
+        chosen, items = self._apply_rules(
+            ranked, count, options, seen=inputs.context, purchased=inputs.purchases
+        )
+        response = RecommendationsOut(
+            user_id=user_id,
+            session_id=session_id,
+            category=options.category,
+            items=self._explain(chosen, items, options.category),
+            personalised=personal,
+        )
+        self._cache.put(key, inputs.version, response)
+        self._observe("recommendations", started)
+        return response
+
+    def similar(self, item_id: str, count: int, options: RuleOptions) -> RecommendationsOut:
+        started = time.perf_counter()
+        related = self._store.related(item_id, self._s.related_per_item)
+        anchor = self._catalog.get(item_id)
+        category = options.category or (anchor.category if anchor else None)
+        popular = self._store.popular(_pool(count), category) or self._store.popular(_pool(count))
+        ranked = similar(related, popular, self._s.weights, item_id)
+        chosen, items = self._apply_rules(
+            ranked, count, options, seen=(), purchased=(), exclude={item_id}
+        )
+        response = RecommendationsOut(
+            item_id=item_id,
+            category=options.category,
+            items=self._explain(chosen, items, category if not related.coview else None),
+            personalised=bool(related.coview or related.sequence),
+        )
+        self._observe("similar", started)
+        return response
+
+    def popular(self, count: int, options: RuleOptions) -> RecommendationsOut:
+        started = time.perf_counter()
+        scored = self._store.popular(_pool(count), options.category)
+        landmark = self._store.landmark()
+        decay = ForwardDecay(self._s.popularity_half_life_s, landmark or 0.0)
+        now = time.time()
+        ranked = [
+            Candidate(item, decay.value_at(value, now), {"popularity": 1.0})
+            for item, value in scored
+        ]
+        chosen, items = self._apply_rules(ranked, count, options, seen=(), purchased=())
+        response = RecommendationsOut(
+            category=options.category,
+            items=self._explain(chosen, items, options.category),
+            personalised=False,
+        )
+        self._observe("popular", started)
+        return response
+
+    def _apply_rules(
+        self,
+        ranked: list[Candidate],
+        count: int,
+        options: RuleOptions,
+        *,
+        seen: Iterable[str],
+        purchased: Iterable[str],
+        exclude: frozenset[str] | set[str] = frozenset(),
+    ) -> tuple[list[Candidate], dict[str, Item]]:
+        head = [c for c in ranked[: count * _CANDIDATES_PER_ITEM + 50] if c.item_id not in exclude]
+        wanted = {c.item_id for c in head}
+        wanted.update(src for c in head for src in c.sources.values())
+        items = self._catalog.get_many(wanted)
+        if self._s.new_item_boost > 0:
+            head = boost_new_items(
+                head, items, time.time(), self._s.new_item_boost, self._s.new_item_days
+            )
+        seen, purchased = set(seen), set(purchased)
+        chosen = select(head, items, options, seen=seen, purchased=purchased, count=count)
+        if len(chosen) < count:
+            # Pad with popular items; one pass over both keeps the diversity rule whole.
+            head += self._popular_fill(head, items, count, options, exclude)
+            chosen = select(head, items, options, seen=seen, purchased=purchased, count=count)
+        return chosen, items
+
+    def _popular_fill(
+        self,
+        head: list[Candidate],
+        items: dict[str, Item],
+        count: int,
+        options: RuleOptions,
+        exclude: frozenset[str] | set[str],
+    ) -> list[Candidate]:
+        taken = {c.item_id for c in head} | exclude
+        popular = self._store.popular(_pool(count) * 2, options.category)
+        fill = [Candidate(i, 0.0) for i, _ in popular if i not in taken]
+        items.update(self._catalog.get_many(c.item_id for c in fill if c.item_id not in items))
+        if fill:
+            self._metrics.fallbacks.labels("padding").inc()
+        return fill
+
+    def _explain(
+        self, chosen: list[Candidate], items: Mapping[str, Item], category: str | None
+    ) -> list[RecommendedItem]:
+        out = []
+        for cand in chosen:
+            item = items.get(cand.item_id)
+            out.append(
+                RecommendedItem(
+                    item_id=cand.item_id,
+                    score=round(cand.score, 6),
+                    reasons=[_reason(s, src, items, category) for s, src in cand.reasons()],
+                    title=item.title if item else None,
+                    category=item.category if item else None,
+                    price=item.price if item else None,
+                )
+            )
+        return out
+
+    def _observe(self, endpoint: str, started: float) -> None:
+        self._metrics.recommendation_latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+def _pool(count: int) -> int:
+    return max(50, count * 3)
+
+
+def _label(item_id: str, items: Mapping[str, Item]) -> str:
+    item = items.get(item_id)
+    return f"{item.title} ({item_id})" if item and item.title else item_id
+
+
+def _reason(
+    signal: str, source: str | None, items: Mapping[str, Item], category: str | None
+) -> str:
+    if signal == "coview" and source:
+        return f"viewed together with {_label(source, items)}"
+    if signal == "sequence" and source:
+        return f"often viewed next after {_label(source, items)}"
+    if signal == "recency":
+        return "you viewed this recently"
+    if signal == "neighbours":
+        return "viewed in sessions like yours"
+    if signal == "embedding" and source:
+        return f"similar to {_label(source, items)}"
+    return f"popular in {category}" if category else "popular right now"

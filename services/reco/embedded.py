@@ -1,0 +1,138 @@
+"""Embedded mode: ingest, processor and api in one process over embedded backends.
+
+The event log (SQLite) is the source of truth; the in-memory features are rebuilt from it
+at start, then kept current by the processor thread. The app is not ready until that
+rebuild has caught up with the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from reco import __version__
+from reco.adapters.memory_features import MemoryFeatureStore
+from reco.adapters.sqlite_catalog import SqliteCatalog
+from reco.adapters.sqlite_log import SqliteConsumer, SqliteEventLog, SqliteProducer
+from reco.api import Recommender, routers
+from reco.ingest import IngestService
+from reco.ingest import router as ingest_router
+from reco.metrics import Metrics
+from reco.processor import Processor, ProcessorThread
+from reco.settings import EmbeddedSettings
+from reco.web.probes import probes_router
+
+log = logging.getLogger(__name__)
+
+PROCESSOR_GROUP = "reco-processor"
+
+
+@dataclass
+class EmbeddedEngine:
+    """The backends and the processor of one data directory, opened and closed together."""
+
+    settings: EmbeddedSettings
+    metrics: Metrics
+    event_log: SqliteEventLog
+    producer: SqliteProducer
+    consumer: SqliteConsumer
+    store: MemoryFeatureStore
+    catalog: SqliteCatalog
+    processor: ProcessorThread
+
+    @classmethod
+    def open(cls, settings: EmbeddedSettings, metrics: Metrics | None = None) -> EmbeddedEngine:
+        metrics = metrics or Metrics()
+        data = Path(settings.data_dir)
+        event_log = SqliteEventLog(data / "events.db")
+        consumer = event_log.consumer(PROCESSOR_GROUP)
+        store = MemoryFeatureStore(
+            max_related_per_item=settings.max_related_per_item,
+            max_popular=settings.max_popular,
+            max_sessions=settings.max_sessions,
+            dedupe_window=settings.dedupe_window,
+        )
+        catalog = SqliteCatalog(data / "catalog.db")
+        processor = Processor(consumer, store, catalog, settings, metrics, group=PROCESSOR_GROUP)
+        return cls(
+            settings=settings,
+            metrics=metrics,
+            event_log=event_log,
+            producer=event_log.producer(),
+            consumer=consumer,
+            store=store,
+            catalog=catalog,
+            processor=ProcessorThread(processor, batch_size=settings.processor_batch),
+        )
+
+    def start(self) -> None:
+        self.processor.start()
+
+    def close(self) -> None:
+        """Finish the batch in hand, then close every backend."""
+        self.processor.stop()
+        self.producer.close()
+        self.consumer.close()
+        self.catalog.close()
+        self.store.close()
+
+    def ready(self) -> bool:
+        return self.processor.alive and self.processor.wait_caught_up(0)
+
+
+def create_app(settings: EmbeddedSettings, engine: EmbeddedEngine | None = None) -> FastAPI:
+    """The embedded app. Pass ``engine`` to share one opened engine (tests, the demo loader);
+    otherwise the app opens one from ``settings`` at startup and closes it at shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = engine is None
+        eng = engine or EmbeddedEngine.open(settings, metrics)
+        if owned:
+            eng.start()
+        app.state.engine = eng
+        app.state.settings = settings
+        app.state.ingest = IngestService(eng.producer, settings, metrics)
+        app.state.catalog = eng.catalog
+        app.state.recommender = Recommender(eng.store, eng.catalog, settings, metrics)
+        try:
+            yield
+        finally:
+            if owned:
+                eng.close()
+
+    metrics = engine.metrics if engine is not None else Metrics()
+    app = FastAPI(
+        title="reco-engine",
+        version=__version__,
+        description="Real-time recommendations: events in, recommendations out (embedded mode).",
+        lifespan=lifespan,
+    )
+    app.include_router(ingest_router)
+    for router in routers:
+        app.include_router(router)
+
+    def features_current() -> bool:
+        eng: EmbeddedEngine = app.state.engine
+        return eng.ready()
+
+    def event_log_ok() -> bool:
+        eng: EmbeddedEngine = app.state.engine
+        return eng.producer.ready()
+
+    def catalog_ok() -> bool:
+        eng: EmbeddedEngine = app.state.engine
+        return eng.catalog.ready()
+
+    app.include_router(
+        probes_router(
+            {"event_log": event_log_ok, "catalog": catalog_ok, "features": features_current},
+            metrics.registry,
+        )
+    )
+    return app

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every role: body limits, probes, metrics, error shape."""
