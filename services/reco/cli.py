@@ -1,0 +1,137 @@
+"""``reco``: run the engine and work with datasets.
+
+reco dev [--demo]                       ingest + processor + api in one process
+reco replay FILE --format F [--url U]   send a dataset to a running engine
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from reco import __version__
+from reco.settings import EmbeddedSettings
+
+log = logging.getLogger("reco")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reco", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"reco-engine {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="run the embedded engine (all roles, one process)")
+    dev.add_argument("--host", help="bind address (default 127.0.0.1, RECO_HOST)")
+    dev.add_argument("--port", type=int, help="port (default 8080, RECO_PORT)")
+    dev.add_argument("--data-dir", type=Path, help="event log and catalog (RECO_DATA_DIR)")
+    dev.add_argument("--demo", action="store_true", help="load a generated shop on first start")
+    dev.set_defaults(run=_dev)
+
+    from reco.datasets import FORMATS
+
+    replay = sub.add_parser("replay", help="send a dataset's events to a running engine")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--format", required=True, choices=sorted(FORMATS))
+    replay.add_argument("--url", default="http://127.0.0.1:8080")
+    replay.add_argument("--batch-size", type=int, default=500)
+    replay.add_argument("--limit", type=int, help="send at most this many events")
+    replay.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY'")
+    replay.add_argument("--no-items", action="store_true", help="do not upsert catalog items")
+    replay.set_defaults(run=_replay)
+    return parser
+
+
+def _dev(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from reco.embedded import create_app
+
+    overrides = {
+        k: v
+        for k, v in {"host": args.host, "port": args.port, "data_dir": args.data_dir}.items()
+        if v is not None
+    }
+    settings = EmbeddedSettings(**overrides)
+    demo_user = _load_demo(settings) if args.demo else None
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"reco-engine {__version__} (embedded) on {url}, data in {settings.data_dir}")
+    print(f"  API docs:   {url}/docs")
+    if demo_user:
+        print(f"  demo user:  {demo_user}")
+        print(f"  try:        curl '{url}/recommendations?user_id={demo_user}&count=10'")
+    sys.stdout.flush()
+    # uvicorn turns SIGTERM into a graceful shutdown: the app's lifespan stops the processor
+    # after its current batch and closes the backends.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=False,
+    )
+    return 0
+
+
+def _load_demo(settings: EmbeddedSettings) -> str:
+    """Load the demo shop through the ingest path, once per data directory."""
+    from reco.catalog import ItemIn
+    from reco.demo import generate
+    from reco.embedded import EmbeddedEngine
+    from reco.ingest import IngestService
+
+    data = generate()
+    engine = EmbeddedEngine.open(settings)
+    try:
+        if engine.catalog.count() == 0:
+            engine.catalog.upsert([ItemIn(**i) for i in data.items])
+            ingest = IngestService(engine.producer, settings, engine.metrics)
+            size = settings.max_batch_events
+            for start in range(0, len(data.events), size):
+                events, rejected = ingest.validate(data.events[start : start + size])
+                if rejected:
+                    raise RuntimeError(f"demo data rejected: {rejected[:3]}")
+                ingest.produce(events, rejected)
+            log.info("demo: %d items, %d events loaded", len(data.items), len(data.events))
+    finally:
+        engine.close()
+    return data.demo_user
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from reco.replay import replay
+
+    report = replay(
+        args.file,
+        args.format,
+        args.url,
+        batch_size=args.batch_size,
+        api_key=args.api_key,
+        limit=args.limit,
+        items=not args.no_items,
+    )
+    print(
+        f"sent {report.sent} events: {report.accepted} accepted, {report.rejected} rejected, "
+        f"{report.seconds:.1f} s, {report.events_per_s:,.0f} events/s"
+    )
+    return 0 if report.rejected == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
