@@ -55,6 +55,9 @@ class MemoryFeatureStore:
         self._sessions: OrderedDict[str, SessionState] = OrderedDict()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._versions: defaultdict[str, int] = defaultdict(int)
+        # Sorted views of the score tables, built on first read after a write: requests
+        # outnumber batches, and a request reads ~10 lists.
+        self._sorted: dict[tuple[str, str], Scored] = {}
 
     # -- processor side ----------------------------------------------------------------
     def applied_offsets(self) -> dict[int, int]:
@@ -99,6 +102,7 @@ class MemoryFeatureStore:
             self._add_nested(
                 self._category_popularity, delta.category_popularity, self._max_popular
             )
+            self._invalidate(delta)
             for user_id, profile in delta.profiles.items():
                 self._profiles[user_id] = profile
                 self._versions["u:" + user_id] += 1
@@ -125,6 +129,18 @@ class MemoryFeatureStore:
                 for key in pop:
                     pop[key] *= popularity_factor
             self._landmark = landmark
+            self._sorted.clear()
+
+    def _invalidate(self, delta: FeatureDelta) -> None:
+        drop = self._sorted.pop
+        for item in delta.coview:
+            drop(("cv", item), None)
+        for item in delta.sequence:
+            drop(("seq", item), None)
+        if delta.popularity:
+            drop(("pop", ""), None)
+        for category in delta.category_popularity:
+            drop(("cat", category), None)
 
     @staticmethod
     def _add(target: dict[str, float], increments: dict[str, float], cap: int) -> None:
@@ -188,13 +204,24 @@ class MemoryFeatureStore:
 
     def _related(self, item_id: str, limit: int) -> Related:
         return Related(
-            coview=_top(self._coview.get(item_id, {}), limit),
-            sequence=_top(self._sequence.get(item_id, {}), limit),
+            coview=self._ranked(("cv", item_id), self._coview.get(item_id), limit),
+            sequence=self._ranked(("seq", item_id), self._sequence.get(item_id), limit),
         )
 
     def _popular(self, limit: int, category: str | None) -> Scored:
-        table = self._popularity if category is None else self._category_popularity.get(category)
-        return _top(table or {}, limit)
+        if category is None:
+            return self._ranked(("pop", ""), self._popularity, limit)
+        return self._ranked(("cat", category), self._category_popularity.get(category), limit)
+
+    def _ranked(self, key: tuple[str, str], table: dict[str, float] | None, limit: int) -> Scored:
+        if not table:
+            return []
+        ranked = self._sorted.get(key)
+        if ranked is None:
+            ranked = self._sorted[key] = sorted(
+                table.items(), key=lambda kv: (kv[1], kv[0]), reverse=True
+            )
+        return ranked[:limit]
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
