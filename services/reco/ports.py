@@ -51,6 +51,11 @@ class EventConsumer(Protocol):
     def commit(self, offsets: Mapping[int, int]) -> None:
         """Record the group's progress: per partition, the offset of the next record."""
 
+    def assignments(self) -> int:
+        """How many times partitions were assigned to this member so far. When it changes,
+        partitions may have come from another member: the processor re-reads the store's
+        applied offsets before trusting its own copy."""
+
     def lag(self) -> dict[int, int]:
         """Records per partition between the group's committed offset and the log's end."""
 

@@ -155,6 +155,9 @@ class SqliteConsumer:
             (self.group, offsets[PARTITION]),
         )
 
+    def assignments(self) -> int:
+        return 1  # one partition, one member: assigned once, at open
+
     def committed(self) -> dict[int, int]:
         return {PARTITION: self._committed()}
 

@@ -53,10 +53,12 @@ class Processor:
         self._metrics = metrics
         self._group = group
         self._applied: dict[int, int] = {}
+        self._assignments = -1
 
     def resume(self) -> None:
         """Continue where the feature store's effects end (from the start for an empty store)."""
         self._applied = self._store.applied_offsets()
+        self._assignments = self._consumer.assignments()
         self._consumer.seek(self._applied)
         log.info("processor %s resumes at offsets %s", self._group, self._applied or "start")
 
@@ -66,6 +68,9 @@ class Processor:
             self._export_lag()
             return BatchResult(0, 0)
         started = time.perf_counter()
+        if self._consumer.assignments() != self._assignments:
+            self._assignments = self._consumer.assignments()
+            self._applied = self._store.applied_offsets()
         result = self._process(records)
         self._metrics.processor_batch_seconds.observe(time.perf_counter() - started)
         self._export_lag()
