@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= .reco-data
 PORT ?= 8080
 
-.PHONY: help run test test-unit lint fmt clean
+.PHONY: help venv run test test-unit test-deps bench lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,11 +25,19 @@ venv: $(STAMP) ## Create .venv with the engine and its dev tools
 run: $(STAMP) ## Run the embedded engine with demo data on http://127.0.0.1:$(PORT)
 	$(BIN)/reco dev --demo --data-dir $(DATA_DIR) --port $(PORT)
 
-test: lint ## Lint, type-check, check the import contracts, run every test tier
+test: lint test-deps ## Lint, type-check, check the import contracts, run every test tier
 	$(BIN)/python -m pytest
 
-test-unit: $(STAMP) ## Only the fast tests (no servers)
-	$(BIN)/python -m pytest -m "unit or api"
+test-deps: ## Fetch the Kafka broker jars and install Redis / PostgreSQL (cached, idempotent)
+	bash tools/install-kafka.sh
+	bash tools/install-services.sh redis postgres
+
+bench: $(STAMP) ## Benchmarks: throughput, latency, freshness as JSON in benchmarks/results/
+	bash tools/install-bench.sh
+	$(BIN)/python -m benchmarks.bench
+
+test-unit: $(STAMP) ## Only the tests that start no server
+	$(BIN)/python -m pytest -m "not integration and not embedded"
 
 lint: $(STAMP) ## ruff, mypy (strict) and the import-linter contracts
 	$(BIN)/ruff check services tests benchmarks

@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from reco.embedded import EmbeddedEngine, create_app
 from reco.settings import EmbeddedSettings
 
+pytest_plugins = ["tests.support.fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 
 
