@@ -15,7 +15,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from reco import __version__
 from reco.adapters.memory_features import MemoryFeatureStore
 from reco.adapters.sqlite_catalog import SqliteCatalog
 from reco.adapters.sqlite_log import SqliteConsumer, SqliteEventLog, SqliteProducer
@@ -25,7 +24,7 @@ from reco.ingest import router as ingest_router
 from reco.metrics import Metrics
 from reco.processor import Processor, ProcessorThread
 from reco.settings import EmbeddedSettings
-from reco.web.probes import probes_router
+from reco.web.app import base_app
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +85,9 @@ class EmbeddedEngine:
 
 
 def create_app(settings: EmbeddedSettings, engine: EmbeddedEngine | None = None) -> FastAPI:
-    """The embedded app. Pass ``engine`` to share one opened engine (tests, the demo loader);
+    """The embedded app. Pass ``engine`` to share one opened engine (tests, benchmarks);
     otherwise the app opens one from ``settings`` at startup and closes it at shutdown."""
+    metrics = engine.metrics if engine is not None else Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,7 +96,6 @@ def create_app(settings: EmbeddedSettings, engine: EmbeddedEngine | None = None)
         if owned:
             eng.start()
         app.state.engine = eng
-        app.state.settings = settings
         app.state.ingest = IngestService(eng.producer, settings, metrics)
         app.state.catalog = eng.catalog
         app.state.recommender = Recommender(eng.store, eng.catalog, settings, metrics)
@@ -106,33 +105,23 @@ def create_app(settings: EmbeddedSettings, engine: EmbeddedEngine | None = None)
             if owned:
                 eng.close()
 
-    metrics = engine.metrics if engine is not None else Metrics()
-    app = FastAPI(
-        title="reco-engine",
-        version=__version__,
-        description="Real-time recommendations: events in, recommendations out (embedded mode).",
+    def engine_of() -> EmbeddedEngine:
+        eng: EmbeddedEngine = app.state.engine
+        return eng
+
+    app = base_app(
+        role="(embedded)",
+        settings=settings,
+        metrics=metrics,
+        checks={
+            "event_log": lambda: engine_of().producer.ready(),
+            "catalog": lambda: engine_of().catalog.ready(),
+            "features": lambda: engine_of().ready(),
+        },
         lifespan=lifespan,
+        description="Real-time recommendations: events in, recommendations out (embedded mode).",
     )
     app.include_router(ingest_router)
     for router in routers:
         app.include_router(router)
-
-    def features_current() -> bool:
-        eng: EmbeddedEngine = app.state.engine
-        return eng.ready()
-
-    def event_log_ok() -> bool:
-        eng: EmbeddedEngine = app.state.engine
-        return eng.producer.ready()
-
-    def catalog_ok() -> bool:
-        eng: EmbeddedEngine = app.state.engine
-        return eng.catalog.ready()
-
-    app.include_router(
-        probes_router(
-            {"event_log": event_log_ok, "catalog": catalog_ok, "features": features_current},
-            metrics.registry,
-        )
-    )
     return app

@@ -7,11 +7,11 @@ Nested values use ``__``: ``RECO_WEIGHTS__COVIEW=2``, ``RECO_EVENT_WEIGHTS='{"li
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 3.0, "cart": 5.0, "purchase": 10.0}
 
@@ -74,15 +74,70 @@ class EngineSettings(BaseSettings):
         return value
 
 
-class EmbeddedSettings(EngineSettings):
-    """``reco dev``: the three roles in one process over embedded backends."""
+Keys = Annotated[list[SecretStr], NoDecode]
+
+
+class HttpSettings(EngineSettings):
+    """What every role with an HTTP port shares: bind address, access, rate limit."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    api_keys: Keys = Field(
+        default_factory=list,
+        description="Write keys (POST /events, PUT /items), comma-separated; empty: open.",
+    )
+    read_api_keys: Keys = Field(
+        default_factory=list, description="Read-only keys, comma-separated; empty: open reads."
+    )
+    rate_limit_per_s: float = Field(0.0, ge=0, description="Per client and replica; 0: off.")
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("api_keys", "read_api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+
+class EmbeddedSettings(HttpSettings):
+    """``reco dev``: the three roles in one process over embedded backends."""
+
     data_dir: Path = Path(".reco-data")
     processor_batch: int = Field(2000, ge=1)
 
 
-@lru_cache
-def get_embedded_settings() -> EmbeddedSettings:
-    return EmbeddedSettings()
+class StackSettings(HttpSettings):
+    """The backends of the production shape: Kafka, Redis, PostgreSQL."""
+
+    host: str = "0.0.0.0"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic: str = "reco.events"
+    topic_partitions: int = Field(12, ge=1, description="Upper bound of processor replicas.")
+    topic_replication: int = Field(1, ge=1)
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    redis_prefix: str = "reco:"
+    database_url: SecretStr = SecretStr("postgresql://reco@127.0.0.1:5432/reco")
+
+
+class IngestSettings(StackSettings):
+    port: int = Field(8081, ge=0, le=65535)
+    produce_timeout_s: float = Field(10.0, gt=0, description="Wait for Kafka's acks this long.")
+
+
+class ProcessorSettings(StackSettings):
+    port: int = Field(8082, ge=0, le=65535)
+    group: str = "reco-processor"
+    batch_size: int = Field(2000, ge=1)
+    poll_timeout_s: float = Field(0.05, gt=0)
+
+
+class ArchiverSettings(StackSettings):
+    port: int = Field(8083, ge=0, le=65535)
+    group: str = "reco-archiver"
+    batch_size: int = Field(5000, ge=1)
+    poll_timeout_s: float = Field(0.5, gt=0)
+
+
+class ApiSettings(StackSettings):
+    port: int = Field(8080, ge=0, le=65535)

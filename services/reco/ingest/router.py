@@ -13,6 +13,7 @@ from reco.events import EventIn, InvalidEvent
 from reco.exceptions import BackendUnavailable
 from reco.ingest.service import BatchTooLarge, IngestService
 from reco.web.body import read_json
+from reco.web.security import require_write
 
 router = APIRouter(tags=["events"])
 
@@ -64,7 +65,9 @@ _BODY_SCHEMA: dict[str, Any] = {
         "When no event is valid the answer is 422 with the same body."
     ),
     openapi_extra=_BODY_SCHEMA,
+    dependencies=[Depends(require_write)],
     responses={
+        401: {"description": "API key missing or not valid"},
         413: {"description": "Body or batch over the limit"},
         503: {"description": "Event log unavailable; retry after Retry-After seconds"},
     },

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter, ValidationError
 
@@ -13,6 +13,7 @@ from reco.api.schemas import ItemOut, ItemsUpserted, RecommendationsOut
 from reco.catalog import ItemIn
 from reco.events import MAX_ID_LENGTH, format_validation_error
 from reco.web.body import read_json
+from reco.web.security import require_read, require_write
 
 router = APIRouter(tags=["items"])
 
@@ -32,6 +33,7 @@ _BODY_SCHEMA: dict[str, Any] = {
     summary="Create or update catalog items (one or a batch)",
     description="Fields left out keep their stored value. The batch is all or nothing.",
     openapi_extra=_BODY_SCHEMA,
+    dependencies=[Depends(require_write)],
 )
 async def put_items(request: Request, catalog: CatalogDep) -> ItemsUpserted:
     settings = request.app.state.settings
@@ -55,7 +57,12 @@ async def put_items(request: Request, catalog: CatalogDep) -> ItemsUpserted:
     return ItemsUpserted(upserted=len(stored), items=[ItemOut(**i.to_dict()) for i in stored])
 
 
-@router.get("/items/{item_id}", response_model=ItemOut, summary="One catalog item")
+@router.get(
+    "/items/{item_id}",
+    response_model=ItemOut,
+    summary="One catalog item",
+    dependencies=[Depends(require_read)],
+)
 async def get_item(item_id: ItemId, catalog: CatalogDep) -> ItemOut:
     item = catalog.get(item_id)
     if item is None:
@@ -68,6 +75,7 @@ async def get_item(item_id: ItemId, catalog: CatalogDep) -> ItemOut:
     response_model=RecommendationsOut,
     summary="Items related to one item",
     description="Co-viewed and next-viewed items; popular items of its category when cold.",
+    dependencies=[Depends(require_read)],
 )
 async def get_similar(
     item_id: ItemId, recommender: RecommenderDep, rules: RulesDep, count: Count = 10

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from reco.api.deps import Count, RecommenderDep, RulesDep
 from reco.api.schemas import RecommendationsOut
+from reco.web.security import require_read
 
-router = APIRouter(tags=["recommendations"])
+router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_read)])
 
 
 @router.get(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from reco.api.deps import Count, RecommenderDep, RulesDep, one_subject
 from reco.api.schemas import RecommendationsOut
 from reco.events import MAX_ID_LENGTH
+from reco.web.security import require_read
 
-router = APIRouter(tags=["recommendations"])
+router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_read)])
 
 Subject = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)]
 
