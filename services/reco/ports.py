@@ -7,8 +7,9 @@ The same test suite runs against every adapter of an interface.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
 from reco.catalog import Item, ItemIn
@@ -65,6 +66,16 @@ class EventConsumer(Protocol):
     def close(self) -> None: ...
 
 
+class ApplyOutcome(Enum):
+    """What a feature store did with a batch (see ``FeatureStore.apply``)."""
+
+    APPLIED = "applied"
+    STALE = "stale"
+    """Refused: the store is already past the batch's start (another writer got there)."""
+    RESET = "reset"
+    """Refused: the store has lost what the batch builds on (an emptied Redis)."""
+
+
 @dataclass(slots=True)
 class Related:
     """The strongest co-viewed and following items of one item, strongest first."""
@@ -105,11 +116,19 @@ class FeatureStore(Protocol):
     def unseen(self, event_ids: Sequence[str]) -> set[str]:
         """The ids among ``event_ids`` not applied yet (within the dedupe window)."""
 
-    def apply(self, delta: FeatureDelta) -> None:
-        """Write the batch's features and its offsets atomically: all of it or none."""
+    def apply(self, delta: FeatureDelta) -> ApplyOutcome:
+        """Write the batch's features and its offsets atomically: all of it or none.
+
+        A compare-and-set on the offsets: for each partition of ``delta.offsets`` the store
+        must be exactly at ``delta.base_offsets`` (absent: nothing applied yet), else the
+        batch is refused whole, as ``STALE`` (the store is ahead) or ``RESET`` (it lost
+        what it had)."""
 
     def rescale(self, landmark: float, coview_factor: float, popularity_factor: float) -> None:
         """Move the decay landmark, multiplying every stored value by its signal's factor."""
+
+    def reset(self) -> None:
+        """Delete every feature and offset: a rebuild starts from nothing."""
 
     # -- api side ----------------------------------------------------------------------
     def recommendation_inputs(
@@ -143,6 +162,38 @@ class Catalog(Protocol):
 
     def get_many(self, item_ids: Iterable[str]) -> dict[str, Item]: ...
 
+    def count(self) -> int: ...
+
     def ready(self) -> bool: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class EventArchive(Protocol):
+    """Every event, kept for training and rebuilds; writes are idempotent per log position."""
+
+    def write(self, records: Sequence[tuple[Record, Event]]) -> int:
+        """Archive a batch in one transaction; return how many were not archived before."""
+
+    def count(self) -> int: ...
+
+    def iter_events(self, batch: int = 10_000) -> Iterator[tuple[Record, Event]]:
+        """Every archived event in time order, with the log position it came from."""
+
+    def ready(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def offsets_check(stored: Mapping[int, int], delta: FeatureDelta) -> ApplyOutcome:
+    """The compare-and-set of ``FeatureStore.apply``, for stores that run it in Python."""
+    for partition in delta.offsets:
+        have = stored.get(partition)
+        want = delta.base_offsets.get(partition)
+        if have == want:
+            continue
+        if have is None or (want is not None and have < want):
+            return ApplyOutcome.RESET
+        return ApplyOutcome.STALE
+    return ApplyOutcome.APPLIED

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from reco.ports import FeatureStore
+from reco.ports import ApplyOutcome, FeatureStore
 from reco.signals import FeatureDelta, SessionState, UserProfile
 
 pytestmark = pytest.mark.unit
 
 
-def _delta(landmark: float = 0.0, **offsets: int) -> FeatureDelta:
+def _delta(
+    landmark: float = 0.0, base: dict[int, int] | None = None, **offsets: int
+) -> FeatureDelta:
     d = FeatureDelta(landmark=landmark)
     d.offsets = {int(k[1:]): v for k, v in offsets.items()}
+    d.base_offsets = dict(base or {})
     return d
 
 
@@ -43,12 +46,12 @@ def test_apply_adds_increments_and_keeps_offsets(feature_store: FeatureStore) ->
     d.sequence["a"]["b"] += 1.0
     d.popularity["a"] += 1.0
     d.category_popularity["shoes"]["a"] += 1.0
-    feature_store.apply(d)
-    d2 = _delta(p0=5)
+    assert feature_store.apply(d) is ApplyOutcome.APPLIED
+    d2 = _delta(base={0: 3}, p0=5)
     d2.coview["a"]["b"] += 1.0
     d2.coview["a"]["c"] += 5.0
     d2.popularity["b"] += 3.0
-    feature_store.apply(d2)
+    assert feature_store.apply(d2) is ApplyOutcome.APPLIED
 
     assert feature_store.applied_offsets() == {0: 5}
     assert feature_store.landmark() == 0.0
@@ -150,3 +153,46 @@ def test_snapshot_is_canonical(feature_store: FeatureStore) -> None:
     snap = feature_store.snapshot()
     assert list(snap["coview"]) == ["a", "b"]
     assert snap["offsets"] == {0: 1}
+
+
+def test_reset_forgets_everything(feature_store: FeatureStore) -> None:
+    d = _delta(p0=7)
+    d.coview["a"]["b"] += 1.0
+    d.popularity["a"] += 1.0
+    d.profiles["u"] = UserProfile("u", recent=[("a", 1.0, 1.0)])
+    d.event_ids = ["e1"]
+    feature_store.apply(d)
+    feature_store.reset()
+    assert feature_store.applied_offsets() == {}
+    assert feature_store.landmark() is None
+    assert feature_store.popular(5) == []
+    assert feature_store.related("a", 5).coview == []
+    assert feature_store.unseen(["e1"]) == {"e1"}
+    assert _inputs(feature_store, user_id="u").context == []  # type: ignore[attr-defined]
+
+
+def test_apply_is_a_compare_and_set_on_offsets(feature_store: FeatureStore) -> None:
+    first = _delta(p0=10, p1=4)
+    first.popularity["a"] += 1.0
+    assert feature_store.apply(first) is ApplyOutcome.APPLIED
+
+    again = _delta(p0=10)  # a batch replayed by a writer that believes nothing is applied
+    again.popularity["a"] += 1.0
+    assert feature_store.apply(again) is ApplyOutcome.STALE
+    behind = _delta(base={0: 6}, p0=8)  # a stalled writer whose partition moved on
+    behind.popularity["a"] += 1.0
+    assert feature_store.apply(behind) is ApplyOutcome.STALE
+    lost = _delta(base={2: 3}, p2=5)  # expects state the store does not have
+    lost.popularity["a"] += 1.0
+    assert feature_store.apply(lost) is ApplyOutcome.RESET
+    mixed = _delta(base={0: 10, 1: 6}, p0=12, p1=9)  # one partition off: all refused
+    mixed.popularity["a"] += 1.0
+    assert feature_store.apply(mixed) is ApplyOutcome.RESET
+    assert feature_store.popular(1) == [("a", 1.0)], "refused batches wrote nothing"
+    assert feature_store.applied_offsets() == {0: 10, 1: 4}
+
+    onward = _delta(base={0: 10}, p0=12, p3=1)  # p3: first batch of a new partition
+    onward.popularity["a"] += 1.0
+    assert feature_store.apply(onward) is ApplyOutcome.APPLIED
+    assert feature_store.applied_offsets() == {0: 12, 1: 4, 3: 1}
+    assert feature_store.popular(1) == [("a", 2.0)]

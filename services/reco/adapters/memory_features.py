@@ -12,7 +12,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from reco.ports import RecoInputs, Related, Scored
+from reco.ports import ApplyOutcome, RecoInputs, Related, Scored, offsets_check
 from reco.signals import FeatureDelta, SessionState, UserProfile
 
 # Trim a capped list only once it is this much over its cap: trimming at every update would
@@ -45,6 +45,13 @@ class MemoryFeatureStore:
         self._max_popular = max_popular
         self._max_sessions = max_sessions
         self._dedupe_window = dedupe_window
+        self._clear()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._clear()
+
+    def _clear(self) -> None:
         self._landmark: float | None = None
         self._offsets: dict[int, int] = {}
         self._coview: defaultdict[str, dict[str, float]] = defaultdict(dict)
@@ -90,8 +97,11 @@ class MemoryFeatureStore:
         with self._lock:
             return {e for e in event_ids if e not in self._seen}
 
-    def apply(self, delta: FeatureDelta) -> None:
+    def apply(self, delta: FeatureDelta) -> ApplyOutcome:
         with self._lock:
+            outcome = offsets_check(self._offsets, delta)
+            if outcome is not ApplyOutcome.APPLIED:
+                return outcome
             if self._landmark is None:
                 self._landmark = delta.landmark
             elif delta.landmark != self._landmark:
@@ -118,6 +128,7 @@ class MemoryFeatureStore:
             while len(self._seen) > self._dedupe_window:
                 self._seen.popitem(last=False)
             self._offsets.update(delta.offsets)
+        return ApplyOutcome.APPLIED
 
     def rescale(self, landmark: float, coview_factor: float, popularity_factor: float) -> None:
         with self._lock:

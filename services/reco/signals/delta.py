@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -9,7 +10,6 @@ from dataclasses import dataclass, field
 from reco.events import Event
 from reco.settings import EngineSettings
 from reco.signals.coview import coview_partners
-from reco.signals.decay import ForwardDecay
 from reco.signals.history import remember
 from reco.signals.sequence import transitions
 from reco.signals.session import assign_session
@@ -55,8 +55,11 @@ class FeatureDelta:
     """Increments and replaced states of one batch; a store applies it atomically.
 
     Co-view, sequence and popularity values are forward-decayed against ``landmark``.
-    ``offsets`` holds, per partition, the offset after the last record of the batch: the
-    store keeps it with the features so that a replayed record is recognised and skipped.
+    ``offsets`` holds, per partition with records applied in this batch, the offset after
+    its last record: the store keeps it with the features so that a replayed record is
+    recognised and skipped. ``base_offsets`` holds, for the same partitions, where the
+    writer believes the store is before this batch (absent: nothing applied yet); the store
+    refuses the batch if it is elsewhere.
     """
 
     landmark: float
@@ -68,6 +71,7 @@ class FeatureDelta:
     sessions: dict[str, SessionState] = field(default_factory=dict)
     event_ids: list[str] = field(default_factory=list)
     offsets: dict[int, int] = field(default_factory=dict)
+    base_offsets: dict[int, int] = field(default_factory=dict)
     events: int = 0
 
     @property
@@ -96,17 +100,18 @@ def apply_event(
 
     item = event.item_id
     if weight > 0:
-        cv = ForwardDecay(cfg.coview_half_life_s, delta.landmark)
-        pair_weight = cv.weight(weight, event.timestamp)
+        # One exp2 per half-life and event: every value this event adds shares the factor.
+        cv = math.exp2((event.timestamp - delta.landmark) / cfg.coview_half_life_s)
+        pair_weight = weight * cv
+        coview = delta.coview
         for other in coview_partners(session.items, item, cfg.coview_window):
-            delta.coview[item][other] += pair_weight
-            delta.coview[other][item] += pair_weight
+            coview[item][other] += pair_weight
+            coview[other][item] += pair_weight
+        following = delta.sequence
         for previous, w in transitions(session.items, item, cfg.sequence_steps):
-            delta.sequence[previous][item] += cv.weight(w, event.timestamp)
+            following[previous][item] += w * cv
 
-        pop = ForwardDecay(cfg.popularity_half_life_s, delta.landmark).weight(
-            weight, event.timestamp
-        )
+        pop = weight * math.exp2((event.timestamp - delta.landmark) / cfg.popularity_half_life_s)
         delta.popularity[item] += pop
         if category:
             delta.category_popularity[category][item] += pop

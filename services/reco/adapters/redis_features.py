@@ -1,0 +1,521 @@
+"""The feature store on Redis, shared by the processor (its only writer) and every api replica.
+
+Round trips are the budget, so every call is one command: a processor batch is one EVALSHA
+of ``APPLY`` (all increments, caps, profiles, sessions, dedupe ids, versions, offsets and
+landmark, atomically, since a Lua script runs alone); a recommendation is one EVALSHA of
+``RECO_INPUTS``; ``load_states`` one of ``LOAD_STATES``; ``unseen`` one ZMSCORE. Key names
+and the schema are in :mod:`reco.adapters.redis_keys`, the scripts in
+:mod:`reco.adapters.redis_scripts`.
+
+Replays. The apply script is a compare-and-set on the offsets: each partition the batch
+names must be stored exactly at the batch's base offset. Ahead (``STALE``): the records
+were applied, by this processor before a lost reply (redis-py retries a command whose
+connection dropped) or by another one that took the partition over while this one stalled
+(a zombie). Absent or behind (``RESET``): Redis lost its data (a restart without
+persistence) and the processor must rebuild from the log. Nothing is written either way.
+
+Floats. Scores are IEEE doubles on both sides and cross the wire as shortest round-trip
+decimal strings (orjson out; ``%.17g`` from Lua numbers and in replies), so a stored value
+is bit for bit what the in-memory store holds, even at the ~1e77 forward decay reaches
+before the landmark moves. Lua's ``tostring`` (14 digits) is never applied to a score.
+
+Needs Redis >= 7.0 (script flags; ZMSCORE is 6.2).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Final, Self, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import redis
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
+from redis.retry import Retry
+
+from reco.adapters.redis_keys import (
+    CATEGORY_POPULAR,
+    COVIEW,
+    DEFAULT_PREFIX,
+    FAMILIES,
+    PROFILE_FIELD,
+    SEQUENCE,
+    STATE_FIELD,
+    USER,
+    RedisKeys,
+)
+from reco.adapters.redis_scripts import (
+    APPLIED,
+    APPLY,
+    LOAD_STATES,
+    RECO_INPUTS,
+    RESCALE,
+    RESET,
+    STALE,
+)
+from reco.exceptions import BackendUnavailable, ConfigError
+from reco.ports import ApplyOutcome, RecoInputs, Related, Scored
+from reco.signals import FeatureDelta, SessionState, UserProfile
+
+logger = logging.getLogger(__name__)
+
+DAY_S: Final = 86_400
+PROFILE_TTL_S: Final = 30 * DAY_S
+SESSION_TTL_S: Final = 2 * DAY_S
+
+# Lists are trimmed to their cap once they are this much over it, as MemoryFeatureStore does:
+# both stores then hold the same values (a value trimmed away restarts from zero), and a
+# batch pays for a trim only now and then on the hottest items.
+TRIM_SLACK: Final = 1.25
+
+# Keys per SCAN page and per UNLINK: large enough to make few round trips, small enough
+# that no single command holds Redis for long.
+_PAGE: Final = 1000
+
+
+class RedisFeatureStore:
+    """The ``FeatureStore`` of the stack deployment; see the module docstring."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        max_related_per_item: int = 100,
+        max_popular: int = 10_000,
+        max_sessions: int = 200_000,
+        dedupe_window: int = 500_000,
+        profile_ttl_s: int = PROFILE_TTL_S,
+        session_ttl_s: int = SESSION_TTL_S,
+        where: str = "Redis",
+        slow_client: redis.Redis | None = None,
+    ) -> None:
+        """``client`` must decode replies to ``str`` (``decode_responses=True``), as
+        :meth:`from_url` sets up; ``where`` names the server in logs and errors.
+
+        ``slow_client`` (default: ``client``) runs the rescale, which may take longer than
+        any sensible read timeout; give it none and no retries, since a retry sent while
+        the first call still runs would only be answered BUSY.
+        """
+        if not client.get_encoder().decode_responses:
+            raise ConfigError("RedisFeatureStore needs a client with decode_responses=True")
+        _check_settings(max_related_per_item, max_popular, max_sessions, minimum=1)
+        _check_settings(dedupe_window, minimum=0)
+        _check_settings(profile_ttl_s, session_ttl_s, minimum=1)
+        self._client = client
+        self._slow_client = slow_client or client
+        self._keys = RedisKeys(prefix)
+        self._where = where
+        self._limits = (
+            max_related_per_item,
+            max_popular,
+            max_sessions,
+            dedupe_window,
+            int(profile_ttl_s),
+            int(session_ttl_s),
+            TRIM_SLACK,
+        )
+        self._apply = client.register_script(APPLY)
+        self._reco_inputs = client.register_script(RECO_INPUTS)
+        self._load_states = client.register_script(LOAD_STATES)
+        self._rescale = client.register_script(RESCALE)
+        """Batches refused because the store had applied their offsets already."""
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        max_related_per_item: int = 100,
+        max_popular: int = 10_000,
+        max_sessions: int = 200_000,
+        dedupe_window: int = 500_000,
+        profile_ttl_s: int = PROFILE_TTL_S,
+        session_ttl_s: int = SESSION_TTL_S,
+        socket_timeout_s: float = 5.0,
+        retries: int = 3,
+    ) -> Self:
+        """A store on ``redis://`` / ``rediss://`` / ``unix://`` ``url``.
+
+        Retries are few and short (10 ms to 100 ms apart) instead of redis-py's ten up to
+        a second apart: an api request has milliseconds, and a dead Redis should turn into
+        ``BackendUnavailable`` quickly. RESP2, so that replies have one shape whatever the
+        server, and no extra handshake per connection.
+        """
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "protocol": 2,
+            "socket_connect_timeout": socket_timeout_s,
+            "client_name": "reco-features",
+        }
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout_s,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries),
+            **options,
+        )
+        slow_client = redis.Redis.from_url(
+            url, socket_timeout=None, retry=Retry(NoBackoff(), 0), **options
+        )
+        return cls(
+            client,
+            slow_client=slow_client,
+            prefix=prefix,
+            max_related_per_item=max_related_per_item,
+            max_popular=max_popular,
+            max_sessions=max_sessions,
+            dedupe_window=dedupe_window,
+            profile_ttl_s=profile_ttl_s,
+            session_ttl_s=session_ttl_s,
+            where=redacted_url(url),
+        )
+
+    # -- processor side ----------------------------------------------------------------
+    def applied_offsets(self) -> dict[int, int]:
+        with self._reaching():
+            stored = cast(dict[str, str], self._client.hgetall(self._keys.offsets))
+        return {int(p): int(o) for p, o in stored.items()}
+
+    def landmark(self) -> float | None:
+        with self._reaching():
+            stored = cast(str | None, self._client.get(self._keys.landmark))
+        return None if stored is None else float(stored)
+
+    def load_states(
+        self, users: Iterable[str], sessions: Iterable[str]
+    ) -> tuple[dict[str, UserProfile], dict[str, SessionState]]:
+        user_ids = list(dict.fromkeys(users))
+        session_ids = list(dict.fromkeys(sessions))
+        if not user_ids and not session_ids:
+            return {}, {}
+        with self._reaching():
+            blobs, states = self._load_states(
+                keys=[self._keys.landmark],
+                args=[self._keys.prefix, len(user_ids), *user_ids, *session_ids],
+            )
+        profiles = {
+            user: UserProfile.from_dict(orjson.loads(blob))
+            for user, blob in zip(user_ids, blobs, strict=True)
+            if blob is not None
+        }
+        loaded = (SessionState.from_dict(orjson.loads(blob)) for blob in states)
+        return profiles, {state.session_id: state for state in loaded}
+
+    def unseen(self, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        with self._reaching():
+            scores: list[float | None] = self._client.zmscore(self._keys.seen, list(event_ids))
+        return {e for e, score in zip(event_ids, scores, strict=True) if score is None}
+
+    def apply(self, delta: FeatureDelta) -> ApplyOutcome:
+        """Write ``delta`` in one EVALSHA, a compare-and-set on the offsets (see the port).
+
+        Refused means nothing was written: not the features, not the offsets. Raises
+        ``ValueError`` for a delta built against another landmark or holding a value that is
+        not finite (checked before anything is sent, since a failing command inside a
+        script would leave the commands before it applied).
+        """
+        args = self._apply_args(delta)
+        with self._reaching():
+            reply: list[Any] = self._apply(keys=[self._keys.landmark], args=args)
+        status = int(reply[0])
+        if status == APPLIED:
+            return ApplyOutcome.APPLIED
+        if status in (STALE, RESET):
+            outcome = ApplyOutcome.STALE if status == STALE else ApplyOutcome.RESET
+            logger.warning(
+                "feature store %s refused a batch of %d events (%s): partition %s is stored "
+                "at offset %s, the batch starts at %s; nothing written",
+                self._where,
+                delta.events,
+                outcome.value,
+                reply[1],
+                "none" if int(reply[2]) < 0 else reply[2],
+                delta.base_offsets.get(int(reply[1]), "none"),
+            )
+            return outcome
+        raise ValueError(
+            f"delta built against landmark {delta.landmark!r}, the store's is {reply[1]}; "
+            "rescale first"
+        )
+
+    def rescale(self, landmark: float, coview_factor: float, popularity_factor: float) -> None:
+        """Multiply every co-view, sequence and popularity value, and move the landmark.
+
+        One script, so readers never see values against the wrong landmark, and Redis
+        serves nothing else while it runs: it SCANs the whole keyspace (every key of the
+        db) and rewrites every list with a ZUNIONSTORE onto itself, ~2 µs per stored value
+        (0.6 s for 370 000 values in 37 000 keys on a 2-vCPU test machine): other clients
+        wait, and get BUSY (``BackendUnavailable``) past ``busy-reply-threshold`` (5 s).
+        The processor calls it once per ~256 half-lives of the shortest signal (768 days
+        with the default 3-day popularity half-life). A call with the landmark already
+        stored is a no-op, which makes a retry after a lost reply safe.
+        """
+        keys = self._keys
+        started = time.perf_counter()
+        with self._reaching():
+            scaled = self._rescale(
+                client=self._slow_client,
+                keys=[keys.landmark],
+                args=[
+                    keys.prefix,
+                    float(landmark),
+                    float(coview_factor),
+                    float(popularity_factor),
+                    keys.pattern(COVIEW),
+                    keys.pattern(SEQUENCE),
+                    keys.pattern(CATEGORY_POPULAR),
+                ],
+            )
+        logger.info(
+            "feature store %s moved the landmark to %r: %s values rescaled in %.3f s",
+            self._where,
+            landmark,
+            "no" if int(scaled) < 0 else int(scaled),
+            time.perf_counter() - started,
+        )
+
+    def reset(self) -> None:
+        """Delete every key of this store, a page of keys per command, so that Redis keeps
+        serving the api meanwhile. The offsets and the landmark go last: a reset cut short
+        leaves offsets beside partial features, which no processor replays onto; run it
+        again. The processors must be stopped (``reco rebuild`` says so)."""
+        keys = self._keys
+        deleted = 0
+        with self._reaching():
+            for family in FAMILIES:
+                found = self._client.scan_iter(match=keys.pattern(family), count=_PAGE)
+                for page in _pages(found):
+                    deleted += int(self._client.unlink(*page))
+            deleted += int(self._client.unlink(*keys.singletons))
+        logger.info("feature store %s reset: %d keys deleted", self._where, deleted)
+
+    def _apply_args(self, delta: FeatureDelta) -> list[Any]:
+        _check_finite(delta)
+        payload = {
+            "offsets": sorted(delta.offsets.items()),
+            "base": sorted(delta.base_offsets.items()),
+            "coview": delta.coview,
+            "sequence": delta.sequence,
+            "popularity": delta.popularity,
+            "category_popularity": delta.category_popularity,
+            "users": [[user, p.session_id] for user, p in delta.profiles.items()],
+            "sessions": list(delta.sessions),
+            "event_ids": delta.event_ids,
+        }
+        profiles = [orjson.dumps(p.to_dict()) for p in delta.profiles.values()]
+        states = [orjson.dumps(s.to_dict()) for s in delta.sessions.values()]
+        return [
+            self._keys.prefix,
+            float(delta.landmark),
+            *self._limits,
+            orjson.dumps(payload),
+            *profiles,
+            *states,
+        ]
+
+    # -- api side ----------------------------------------------------------------------
+    def recommendation_inputs(
+        self,
+        *,
+        user_id: str | None,
+        session_id: str | None,
+        context_items: int,
+        related_per_item: int,
+        popular: int,
+        category: str | None,
+    ) -> RecoInputs:
+        """Everything in one EVALSHA: the session's (else the user's) state and version,
+        the lists of its first ``context_items`` distinct items, and the popular list."""
+        if session_id is not None:
+            mode, subject = "s", session_id
+        elif user_id is not None:
+            mode, subject = "u", user_id
+        else:
+            mode, subject = "", ""
+        with self._reaching():
+            blob, version, related, top = self._reco_inputs(
+                keys=[self._keys.landmark],
+                args=[
+                    self._keys.prefix,
+                    mode,
+                    subject,
+                    context_items,
+                    related_per_item,
+                    popular,
+                    int(category is not None),
+                    category or "",
+                ],
+            )
+        context, purchases = _context(mode, blob)
+        return RecoInputs(
+            context=context,
+            purchases=purchases,
+            related={
+                related[i]: Related(coview=_pairs(related[i + 1]), sequence=_pairs(related[i + 2]))
+                for i in range(0, len(related), 3)
+            },
+            popular=_pairs(top),
+            version=int(version),
+        )
+
+    def related(self, item_id: str, limit: int) -> Related:
+        if limit <= 0:
+            return Related()
+        with self._reaching(), self._client.pipeline(transaction=False) as pipe:
+            pipe.zrevrange(self._keys.coview(item_id), 0, limit - 1, withscores=True)
+            pipe.zrevrange(self._keys.sequence(item_id), 0, limit - 1, withscores=True)
+            coview, sequence = pipe.execute()
+        return Related(coview=_scored(coview), sequence=_scored(sequence))
+
+    def popular(self, limit: int, category: str | None = None) -> Scored:
+        if limit <= 0:
+            return []
+        with self._reaching():
+            rows = self._client.zrevrange(self._keys.popular(category), 0, limit - 1, True)
+        return _scored(rows)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The canonical form of ``MemoryFeatureStore.snapshot``, read key by key.
+
+        Not atomic: consistent only while no batch is applied (tests, debugging). It SCANs
+        the keyspace, so keep it off production stores of any size.
+        """
+        keys = self._keys
+        with self._reaching():
+            return {
+                "landmark": self.landmark(),
+                "offsets": dict(sorted(self.applied_offsets().items())),
+                "coview": self._lists(COVIEW),
+                "sequence": self._lists(SEQUENCE),
+                "popularity": dict(sorted(self._zset_items(keys.popular()))),
+                "category_popularity": self._lists(CATEGORY_POPULAR),
+                "profiles": self._profiles(),
+                "sessions": self._sessions(),
+            }
+
+    def ready(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except redis.RedisError as exc:
+            logger.warning("feature store %s is not ready: %s", self._where, exc)
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+        if self._slow_client is not self._client:
+            self._slow_client.close()
+
+    # -- snapshot helpers --------------------------------------------------------------
+    def _scan(self, family: str) -> list[str]:
+        found = self._client.scan_iter(match=self._keys.pattern(family), count=_PAGE)
+        return sorted(set(found))
+
+    def _zset_items(self, key: str) -> Scored:
+        return _scored(self._client.zrange(key, 0, -1, withscores=True))
+
+    def _lists(self, family: str) -> dict[str, dict[str, float]]:
+        names = self._scan(family)
+        with self._client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.zrange(name, 0, -1, withscores=True)
+            rows = pipe.execute()
+        return {
+            self._keys.strip(name, family): dict(sorted(_scored(values)))
+            for name, values in zip(names, rows, strict=True)
+        }
+
+    def _profiles(self) -> dict[str, dict[str, Any]]:
+        names = self._scan(USER)
+        blobs = self._hget_all(names, PROFILE_FIELD)
+        return {
+            self._keys.strip(name, USER): UserProfile.from_dict(orjson.loads(blob)).to_dict()
+            for name, blob in zip(names, blobs, strict=True)
+            if blob is not None
+        }
+
+    def _sessions(self) -> dict[str, dict[str, Any]]:
+        ids = sorted(cast(list[str], self._client.zrange(self._keys.sessions, 0, -1)))
+        blobs = self._hget_all([self._keys.session(s) for s in ids], STATE_FIELD)
+        return {
+            session: SessionState.from_dict(orjson.loads(blob)).to_dict()
+            for session, blob in zip(ids, blobs, strict=True)
+            if blob is not None
+        }
+
+    def _hget_all(self, names: list[str], field: str) -> list[str | None]:
+        with self._client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(name, field)
+            return list(pipe.execute())
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Turn "Redis cannot serve now" into ``BackendUnavailable``: the processor pauses
+        and retries, the api degrades. Programming errors pass through unchanged."""
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError, ReadOnlyError, OutOfMemoryError) as exc:
+            raise BackendUnavailable(f"feature store at {self._where}: {exc}") from exc
+        except redis.ResponseError as exc:
+            if str(exc).startswith("BUSY"):  # a long script (a rescale) is running
+                raise BackendUnavailable(f"feature store at {self._where}: {exc}") from exc
+            raise
+
+
+def _context(mode: str, blob: str | None) -> tuple[list[str], list[str]]:
+    """Recent items (most recent first) and purchases out of a stored state or profile."""
+    if blob is None:
+        return [], []
+    if mode == "s":
+        return SessionState.from_dict(orjson.loads(blob)).items[::-1], []
+    profile = UserProfile.from_dict(orjson.loads(blob))
+    return [item for item, _, _ in profile.recent], profile.purchases
+
+
+def _pairs(flat: Sequence[str]) -> Scored:
+    """``[member, score, member, score, ...]`` as a script returns ZRANGE WITHSCORES."""
+    return list(zip(flat[::2], map(float, flat[1::2]), strict=True))
+
+
+def _scored(rows: Iterable[Sequence[Any]]) -> Scored:
+    return [(str(member), float(score)) for member, score in rows]
+
+
+def _pages(names: Iterable[str]) -> Iterator[list[str]]:
+    names = iter(names)
+    while page := list(itertools.islice(names, _PAGE)):
+        yield page
+
+
+def _check_finite(delta: FeatureDelta) -> None:
+    tables: list[Mapping[str, float]] = [delta.popularity]
+    for nested in (delta.coview, delta.sequence, delta.category_popularity):
+        tables.extend(nested.values())
+    if not math.isfinite(delta.landmark) or not all(
+        all(map(math.isfinite, table.values())) for table in tables
+    ):
+        raise ValueError("delta holds a value that is not finite; nothing was written")
+
+
+def _check_settings(*values: int, minimum: int) -> None:
+    if any(v < minimum for v in values):
+        raise ConfigError(f"Redis feature store limits must be >= {minimum}, got {values}")
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password, fit for a log line or an error message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -1,0 +1,246 @@
+"""The Lua scripts of the Redis feature store: one per call that must be one round trip.
+
+A script runs alone in Redis, so each is atomic; redis-py sends it once (SCRIPT LOAD) and
+then only its SHA (EVALSHA). Every script starts with the key names of
+:func:`reco.adapters.redis_keys.lua_prelude` and takes the key prefix as ``ARGV[1]``.
+
+Scores are never turned into text by Lua's ``tostring`` (14 digits): they travel as Lua
+numbers, which Redis formats with 17 significant digits, or as the strings Redis returned.
+A failing command inside a script leaves the commands before it applied, so each script
+checks what could fail before its first write.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from reco.adapters.redis_keys import lua_prelude
+
+# Members per ZADD inside the scripts: Lua's unpack() fails beyond ~8000 values.
+CHUNK: Final = 1000
+
+APPLIED, STALE, OTHER_LANDMARK, RESET = 1, 0, -1, -2
+
+# ARGV: prefix, landmark, max related, max popular, max sessions, dedupe window, profile TTL,
+# session TTL, trim slack, the delta as JSON, then one JSON per profile and per session in
+# the delta's order. Reply: {APPLIED} | {STALE or RESET, partition, stored offset or -1} |
+# {OTHER_LANDMARK, stored landmark}. Offsets and landmark are checked before any write:
+# each partition of the batch must be stored exactly at the batch's base offset (absent
+# when the writer expects nothing applied); ahead is STALE, absent or behind is RESET.
+_APPLY = f"""
+local LANDMARK = ARGV[2]
+local MAX_RELATED, MAX_POPULAR = tonumber(ARGV[3]), tonumber(ARGV[4])
+local MAX_SESSIONS, WINDOW = tonumber(ARGV[5]), tonumber(ARGV[6])
+local PROFILE_TTL, SESSION_TTL = tonumber(ARGV[7]), tonumber(ARGV[8])
+local SLACK = tonumber(ARGV[9])
+local d = cjson.decode(ARGV[10])
+local blob = 10 -- profile JSONs, then session JSONs, follow in ARGV
+local call = redis.call
+
+local base = {{}}
+for _, pb in ipairs(d.base) do base[pb[1]] = pb[2] end
+for _, po in ipairs(d.offsets) do
+  -- HGET answers false, not nil, for a missing field.
+  local stored = call('HGET', K_OFFSETS, po[1])
+  local want = base[po[1]]
+  if stored then stored = tonumber(stored) else stored = nil end
+  if stored ~= want then
+    if stored == nil or (want ~= nil and stored < want) then
+      return {{{RESET}, po[1], stored or -1}}
+    end
+    return {{{STALE}, po[1], stored}}
+  end
+end
+local current = call('GET', K_LANDMARK)
+if not current then
+  call('SET', K_LANDMARK, LANDMARK)
+elseif tonumber(current) ~= tonumber(LANDMARK) then
+  return {{{OTHER_LANDMARK}, current}}
+end
+
+local function add(key, increments, cap)
+  for member, by in pairs(increments) do
+    call('ZINCRBY', key, by, member)
+  end
+  local n = call('ZCARD', key)
+  if n > cap * SLACK then
+    call('ZREMRANGEBYRANK', key, 0, n - cap - 1)
+  end
+end
+for item, partners in pairs(d.coview) do add(k_coview(item), partners, MAX_RELATED) end
+for item, nexts in pairs(d.sequence) do add(k_sequence(item), nexts, MAX_RELATED) end
+add(K_POPULAR, d.popularity, MAX_POPULAR)
+for category, items in pairs(d.category_popularity) do
+  add(k_category(category), items, MAX_POPULAR)
+end
+
+for _, user in ipairs(d.users) do
+  blob = blob + 1
+  local key = k_user(user[1])
+  if type(user[2]) == 'string' then
+    call('HSET', key, F_PROFILE, ARGV[blob], F_SESSION, user[2])
+  else
+    call('HSET', key, F_PROFILE, ARGV[blob])
+    call('HDEL', key, F_SESSION)
+  end
+  call('HINCRBY', key, F_VERSION, 1)
+  call('EXPIRE', key, PROFILE_TTL)
+end
+
+-- Scores members by the write clock, in order, so that the oldest go first when trimmed.
+local function stamp(key, members, flag)
+  local at = call('INCRBY', K_CLOCK, #members) - #members
+  for first = 1, #members, {CHUNK} do
+    local args = {{flag}}
+    for i = first, math.min(first + {CHUNK} - 1, #members) do
+      args[#args + 1] = at + i
+      args[#args + 1] = members[i]
+    end
+    call('ZADD', key, unpack(args))
+  end
+  return call('ZCARD', key)
+end
+
+if #d.sessions > 0 then
+  for i, session in ipairs(d.sessions) do
+    local key = k_session(session)
+    call('HSET', key, F_STATE, ARGV[blob + i])
+    call('HINCRBY', key, F_VERSION, 1)
+    call('EXPIRE', key, SESSION_TTL)
+  end
+  local excess = stamp(K_SESSIONS, d.sessions, 'GT') - MAX_SESSIONS
+  if excess > 0 then
+    local dropped = call('ZPOPMIN', K_SESSIONS, excess)
+    for i = 1, #dropped, 2 do call('DEL', k_session(dropped[i])) end
+  end
+end
+
+if WINDOW > 0 and #d.event_ids > 0 then
+  -- NX: an id seen before keeps its place, as in the in-memory store.
+  local excess = stamp(K_SEEN, d.event_ids, 'NX') - WINDOW
+  if excess > 0 then call('ZREMRANGEBYRANK', K_SEEN, 0, excess - 1) end
+end
+
+for _, po in ipairs(d.offsets) do call('HSET', K_OFFSETS, po[1], po[2]) end
+return {{{APPLIED}}}
+"""
+
+# ARGV: prefix, mode ("s" session, "u" user, "" neither), its id, context items, related per
+# item, popular, "1" when a category follows, the category. Reply: {state or profile JSON
+# or nil, version, {item, coview, sequence, ...}, popular}, lists as ZRANGE WITHSCORES.
+_RECO_INPUTS = """
+local MODE, ID = ARGV[2], ARGV[3]
+local CONTEXT, LIMIT, POPULAR = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local POPULAR_KEY = K_POPULAR
+if ARGV[7] == '1' then POPULAR_KEY = k_category(ARGV[8]) end
+local call = redis.call
+
+local function top(key, n)
+  if n <= 0 then return {} end
+  return call('ZREVRANGE', key, 0, n - 1, 'WITHSCORES')
+end
+
+local blob, version, recent = false, 0, {}
+if MODE == 's' then
+  local h = call('HMGET', k_session(ID), F_STATE, F_VERSION)
+  blob, version = h[1], tonumber(h[2]) or 0
+  if blob then
+    local items = cjson.decode(blob).items
+    for i = #items, 1, -1 do recent[#recent + 1] = items[i] end
+  end
+elseif MODE == 'u' then
+  local h = call('HMGET', k_user(ID), F_PROFILE, F_VERSION)
+  blob, version = h[1], tonumber(h[2]) or 0
+  if blob then
+    for _, entry in ipairs(cjson.decode(blob).recent) do recent[#recent + 1] = entry[1] end
+  end
+end
+
+local related, taken, seen = {}, 0, {}
+for _, item in ipairs(recent) do
+  if taken >= CONTEXT then break end
+  if not seen[item] then
+    seen[item] = true
+    taken = taken + 1
+    related[#related + 1] = item
+    related[#related + 1] = top(k_coview(item), LIMIT)
+    related[#related + 1] = top(k_sequence(item), LIMIT)
+  end
+end
+return {blob, version, related, top(POPULAR_KEY, POPULAR)}
+"""
+
+# ARGV: prefix, number of users, the user ids, then session ids. Reply: {profile JSON or nil
+# per user, {session JSON, ...}} for the sessions asked for and the users' current ones.
+_LOAD_STATES = """
+local USERS = tonumber(ARGV[2])
+local call = redis.call
+local profiles, wanted, order = {}, {}, {}
+local function want(session)
+  if not wanted[session] then
+    wanted[session] = true
+    order[#order + 1] = session
+  end
+end
+for i = 1, USERS do
+  local h = call('HMGET', k_user(ARGV[2 + i]), F_PROFILE, F_SESSION)
+  profiles[i] = h[1]
+  if h[1] and h[2] then want(h[2]) end
+end
+for i = 3 + USERS, #ARGV do want(ARGV[i]) end
+local states = {}
+for _, session in ipairs(order) do
+  local state = call('HGET', k_session(session), F_STATE)
+  if state then states[#states + 1] = state end
+end
+return {profiles, states}
+"""
+
+# ARGV: prefix, new landmark, co-view factor, popularity factor, SCAN patterns of co-view,
+# sequence and category lists. Reply: values rescaled, or -1 when the landmark was already
+# the new one (a retried call).
+_RESCALE = """
+local LANDMARK = ARGV[2]
+local COVIEW_FACTOR, POPULARITY_FACTOR = tonumber(ARGV[3]), tonumber(ARGV[4])
+local call = redis.call
+local current = call('GET', K_LANDMARK)
+if current and tonumber(current) == tonumber(LANDMARK) then return -1 end
+
+local done, scaled = {}, 0
+local function scale(key, factor)
+  if done[key] then return end -- SCAN may return a key twice
+  done[key] = true
+  -- The multiplication runs in C, several times faster than a ZADD per member from Lua.
+  scaled = scaled + call('ZUNIONSTORE', key, 1, key, 'WEIGHTS', factor)
+end
+local function scan(pattern, factor)
+  local cursor = '0'
+  repeat
+    local page = call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000, 'TYPE', 'zset')
+    cursor = page[1]
+    for _, key in ipairs(page[2]) do scale(key, factor) end
+  until cursor == '0'
+end
+scan(ARGV[5], COVIEW_FACTOR)
+scan(ARGV[6], COVIEW_FACTOR)
+scale(K_POPULAR, POPULARITY_FACTOR)
+scan(ARGV[7], POPULARITY_FACTOR)
+call('SET', K_LANDMARK, LANDMARK)
+return scaled
+"""
+
+
+def _script(body: str, *, read_only: bool = False) -> str:
+    """A script with the key names prepended.
+
+    ``no-writes`` lets the api's reads run on a replica and while Redis is over
+    ``maxmemory``; a script without it is refused up front in that case, before any write.
+    """
+    shebang = "#!lua flags=no-writes\n" if read_only else "#!lua\n"
+    return shebang + lua_prelude() + body
+
+
+APPLY: Final = _script(_APPLY)
+RECO_INPUTS: Final = _script(_RECO_INPUTS, read_only=True)
+LOAD_STATES: Final = _script(_LOAD_STATES, read_only=True)
+RESCALE: Final = _script(_RESCALE)

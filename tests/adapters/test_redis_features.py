@@ -1,0 +1,408 @@
+"""What the Redis feature store promises beyond the FeatureStore contract: its round trips,
+its refusal of stale batches, its TTLs and caps, exact floats, and equivalence with the
+in-memory store on the same stream of batches."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import redis
+
+from reco.adapters.memory_features import MemoryFeatureStore
+from reco.adapters.redis_features import (
+    PROFILE_TTL_S,
+    SESSION_TTL_S,
+    TRIM_SLACK,
+    RedisFeatureStore,
+)
+from reco.adapters.redis_keys import COVIEW, SEQUENCE, RedisKeys
+from reco.exceptions import BackendUnavailable
+from reco.ports import ApplyOutcome, FeatureStore, RecoInputs
+from reco.signals import FeatureDelta, SessionState, UserProfile
+from tests.support.servers import RedisServer, free_port
+
+pytestmark = pytest.mark.integration
+
+CAPS: dict[str, Any] = {
+    "max_related_per_item": 4,
+    "max_popular": 4,
+    "max_sessions": 3,
+    "dedupe_window": 10,
+}
+
+
+@pytest.fixture
+def store(redis_server: RedisServer, redis_client: redis.Redis) -> Iterator[RedisFeatureStore]:
+    s = RedisFeatureStore.from_url(redis_server.url, **CAPS)
+    yield s
+    s.close()
+
+
+def _delta(landmark: float = 0.0, **offsets: int) -> FeatureDelta:
+    d = FeatureDelta(landmark=landmark)
+    d.offsets = {int(k[1:]): v for k, v in offsets.items()}
+    return d
+
+
+def _chained(store: FeatureStore, delta: FeatureDelta) -> ApplyOutcome:
+    """Apply ``delta`` as the next batch: based on where ``store`` is now."""
+    stored = store.applied_offsets()
+    delta.base_offsets = {p: stored[p] for p in delta.offsets if p in stored}
+    outcome = store.apply(delta)
+    assert outcome is ApplyOutcome.APPLIED
+    return outcome
+
+
+def _busy_delta(offset: int) -> FeatureDelta:
+    d = _delta(p0=offset)
+    for n in range(20):
+        d.coview[f"i{n}"][f"i{n + 1}"] += 1.5
+        d.sequence[f"i{n}"][f"i{n + 1}"] += 0.5
+        d.popularity[f"i{n}"] += 2.0
+        d.category_popularity["c"][f"i{n}"] += 2.0
+    d.profiles["u"] = UserProfile("u", 1.0, "s", 1, [("i1", 1.0, 1.0)])
+    d.sessions["s"] = SessionState("s", "u", ["i0", "i1"], 1.0)
+    d.event_ids = [f"e{offset}-{n}" for n in range(20)]
+    d.events = 20
+    return d
+
+
+def _inputs(store: FeatureStore, **kw: Any) -> RecoInputs:
+    args: dict[str, Any] = {
+        "user_id": None,
+        "session_id": None,
+        "context_items": 10,
+        "related_per_item": 10,
+        "popular": 10,
+        "category": None,
+    }
+    args.update(kw)
+    return store.recommendation_inputs(**args)
+
+
+@contextmanager
+def commands_sent(server: RedisServer) -> Iterator[list[str]]:
+    """Commands Redis received from clients while the block ran (those that scripts issue
+    are left out), seen through MONITOR. The list is filled when the block exits."""
+    received: list[str] = []
+    marker = f"end-{uuid.uuid4().hex}"
+    watcher = redis.Redis.from_url(server.url, decode_responses=True)
+    signaller = redis.Redis.from_url(server.url, decode_responses=True)
+    signaller.ping()  # connects now: its handshake must not show up in the list
+    with watcher.monitor() as monitor:  # type: ignore[no-untyped-call]
+        yield received
+        signaller.echo(marker)
+        for entry in monitor.listen():
+            if entry["command"] == f"ECHO {marker}":
+                break
+            if entry["client_type"] != "lua":
+                received.append(entry["command"].split(" ", 1)[0].upper())
+    watcher.close()
+    signaller.close()
+
+
+def _warm(store: RedisFeatureStore) -> None:
+    """Connect and load every script, so that what follows is the steady state."""
+    _chained(store, _delta())
+    store.load_states(["u"], ["s"])
+    store.unseen(["e"])
+    _inputs(store, user_id="u")
+    store.rescale(0.0, 1.0, 1.0)
+
+
+# -- round trips ---------------------------------------------------------------------------
+def test_apply_is_one_round_trip(store: RedisFeatureStore, redis_server: RedisServer) -> None:
+    _warm(store)
+    with commands_sent(redis_server) as sent:
+        assert store.apply(_busy_delta(offset=1)) is ApplyOutcome.APPLIED
+    assert sent == ["EVALSHA"]
+    assert store.related("i0", 5).coview == [("i1", 1.5)], "the batch was applied"
+
+
+@pytest.mark.parametrize("by", ["user_id", "session_id"])
+def test_recommendation_inputs_is_one_round_trip(
+    store: RedisFeatureStore, redis_server: RedisServer, by: str
+) -> None:
+    _warm(store)
+    _chained(store, _busy_delta(offset=1))
+    with commands_sent(redis_server) as sent:
+        inputs = _inputs(store, **{by: "u" if by == "user_id" else "s"}, category="c")
+    assert sent == ["EVALSHA"]
+    assert inputs.context
+    assert inputs.related
+    assert inputs.popular
+    assert inputs.version
+
+
+def test_load_states_and_unseen_are_one_round_trip_each(
+    store: RedisFeatureStore, redis_server: RedisServer
+) -> None:
+    _warm(store)
+    _chained(store, _busy_delta(offset=1))
+    with commands_sent(redis_server) as sent:
+        profiles, sessions = store.load_states(["u", "v"], ["t"])
+        unseen = store.unseen(["e1-19", "new"])
+    assert sent == ["EVALSHA", "ZMSCORE"]
+    assert set(profiles) == {"u"}
+    assert set(sessions) == {"s"}, "the user's current session comes along"
+    assert unseen == {"new"}
+
+
+# -- refused batches ----------------------------------------------------------------------
+def test_a_refused_batch_changes_nothing(store: RedisFeatureStore) -> None:
+    _chained(store, _busy_delta(offset=5))
+    before = store.snapshot()
+    version = _inputs(store, user_id="u").version
+
+    for base, outcome in (({}, ApplyOutcome.STALE), ({0: 3}, ApplyOutcome.STALE)):
+        stale = _busy_delta(9)
+        stale.base_offsets = base
+        stale.event_ids = ["never-applied"]
+        assert store.apply(stale) is outcome
+    lost = _busy_delta(9)
+    lost.offsets = {1: 9}
+    lost.base_offsets = {1: 4}
+    assert store.apply(lost) is ApplyOutcome.RESET
+
+    assert store.snapshot() == before
+    assert _inputs(store, user_id="u").version == version
+    assert store.unseen(["never-applied"]) == {"never-applied"}
+
+
+def test_a_value_that_is_not_finite_is_refused_before_anything_is_written(
+    store: RedisFeatureStore,
+) -> None:
+    d = _busy_delta(offset=1)
+    d.coview["a"]["b"] = math.nan
+    with pytest.raises(ValueError, match="finite"):
+        _chained(store, d)
+    assert store.applied_offsets() == {}
+    assert store.popular(5) == []
+
+
+# -- memory bounds -------------------------------------------------------------------------
+def test_profiles_and_sessions_expire(store: RedisFeatureStore, redis_client: redis.Redis) -> None:
+    _chained(store, _busy_delta(offset=1))
+    keys = RedisKeys()
+    assert PROFILE_TTL_S - 5 <= redis_client.ttl(keys.user("u")) <= PROFILE_TTL_S
+    assert SESSION_TTL_S - 5 <= redis_client.ttl(keys.session("s")) <= SESSION_TTL_S
+    redis_client.expire(keys.user("u"), 1)
+    _chained(store, _busy_delta(offset=2))
+    assert redis_client.ttl(keys.user("u")) >= PROFILE_TTL_S - 5, "every write renews it"
+
+
+def test_caps_hold_after_many_batches(store: RedisFeatureStore, redis_client: redis.Redis) -> None:
+    rng = random.Random(7)
+    for offset in range(1, 61):
+        _chained(store, _random_delta(rng, offset, landmark=0.0))
+    keys = RedisKeys()
+    lists = [
+        *redis_client.scan_iter(keys.pattern(COVIEW)),
+        *redis_client.scan_iter(keys.pattern(SEQUENCE)),
+    ]
+    assert lists
+    related_cap = CAPS["max_related_per_item"] * TRIM_SLACK
+    assert max(redis_client.zcard(k) for k in lists) <= related_cap
+    assert redis_client.zcard(keys.popular()) <= CAPS["max_popular"] * TRIM_SLACK
+    assert redis_client.zcard(keys.sessions) == CAPS["max_sessions"]
+    assert len(list(redis_client.scan_iter(keys.session("*")))) == CAPS["max_sessions"]
+    assert redis_client.zcard(keys.seen) == CAPS["dedupe_window"]
+
+
+# -- floats and equivalence ------------------------------------------------------------------
+def test_values_at_forward_decay_scale_are_exact(store: RedisFeatureStore) -> None:
+    rng = random.Random(3)
+    memory = MemoryFeatureStore(**CAPS)
+    for offset in range(1, 4):
+        d = _delta(p0=offset)
+        for n in range(4):
+            d.coview["a"][f"b{n}"] += rng.random() * math.exp2(rng.uniform(200, 256))
+            d.popularity[f"b{n}"] += rng.random() * 1e77
+        _chained(store, d)
+        _chained(memory, d)
+    assert store.snapshot() == memory.snapshot(), "bit for bit, not approximately"
+    factor = math.exp2(-100 / 3)
+    store.rescale(100.0, factor, factor)
+    memory.rescale(100.0, factor, factor)
+    assert store.snapshot() == memory.snapshot()
+
+
+def test_same_batches_give_the_same_features_as_the_memory_store(
+    store: RedisFeatureStore,
+) -> None:
+    rng = random.Random(2024)
+    memory = MemoryFeatureStore(**CAPS)
+    landmark = 0.0
+    for offset in range(1, 81):
+        if offset == 40:
+            landmark = 3600.0
+            for s in (store, memory):
+                s.rescale(landmark, 0.5, 0.25)
+        d = _random_delta(rng, offset, landmark)
+        ids = [*d.event_ids, "fresh"]
+        assert store.unseen(ids) == memory.unseen(ids)
+        users, sessions = list(d.profiles), list(d.sessions)
+        assert _states(store.load_states(users, sessions)) == _states(
+            memory.load_states(users, sessions)
+        )
+        _chained(store, d)
+        _chained(memory, d)
+        for kw in _requests(rng):
+            _assert_close(_inputs(store, **kw), _inputs(memory, **kw))
+    _assert_close(store.snapshot(), memory.snapshot())
+    assert store.landmark() == memory.landmark() == landmark
+
+
+def _states(loaded: tuple[dict[str, UserProfile], dict[str, SessionState]]) -> Any:
+    profiles, sessions = loaded
+    return (
+        {k: v.to_dict() for k, v in profiles.items()},
+        {k: v.to_dict() for k, v in sessions.items()},
+    )
+
+
+def _requests(rng: random.Random) -> list[dict[str, Any]]:
+    return [
+        {"user_id": f"u{rng.randrange(6)}"},
+        {"session_id": f"s{rng.randrange(8)}", "category": f"c{rng.randrange(3)}"},
+        {"user_id": "nobody", "related_per_item": 2, "popular": 3},
+        {"user_id": f"u{rng.randrange(6)}", "context_items": 2},
+    ]
+
+
+def _random_delta(rng: random.Random, offset: int, landmark: float) -> FeatureDelta:
+    """A batch of the shape the processor builds, over a small world so that lists fill,
+    caps trim, sessions are evicted and event ids repeat."""
+    d = FeatureDelta(landmark=landmark)
+    d.offsets = dict.fromkeys(rng.sample(range(3), rng.randint(1, 3)), offset)
+
+    def value() -> float:
+        return rng.random() * math.exp2(rng.uniform(0, 250))
+
+    def item() -> str:
+        return f"i{rng.randrange(12)}"
+
+    for _ in range(rng.randrange(15)):
+        d.coview[item()][item()] += value()
+        d.sequence[item()][item()] += value()
+        it = item()
+        d.popularity[it] += value()
+        d.category_popularity[f"c{rng.randrange(3)}"][it] += value()
+    for _ in range(rng.randrange(3)):
+        user = f"u{rng.randrange(6)}"
+        session = f"s{rng.randrange(8)}"
+        recent = [(item(), rng.uniform(0, 1e9), rng.choice([1.0, 3.0, 5.0])) for _ in range(4)]
+        recent = list({i: (i, t, w) for i, t, w in recent}.values())
+        purchases = [item() for _ in range(rng.randrange(3))]
+        d.profiles[user] = UserProfile(
+            user, rng.uniform(0, 1e9), session, offset, recent, purchases
+        )
+        d.sessions[session] = SessionState(session, user, [item() for _ in range(5)], rng.random())
+    d.event_ids = [f"e{rng.randrange(40)}" for _ in range(rng.randrange(6))]
+    d.events = len(d.event_ids)
+    return d
+
+
+def _assert_close(actual: Any, expected: Any, path: str = "") -> None:
+    """Equal, floats within 1e-12 relative (they are in fact exact), recursively."""
+    if isinstance(expected, float):
+        assert actual == pytest.approx(expected, rel=1e-12), path
+    elif isinstance(expected, dict):
+        assert list(actual) == list(expected), path
+        for key in expected:
+            _assert_close(actual[key], expected[key], f"{path}.{key}")
+    elif isinstance(expected, list | tuple):
+        assert len(actual) == len(expected), path
+        for n, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            _assert_close(a, e, f"{path}[{n}]")
+    elif hasattr(expected, "__slots__"):  # RecoInputs, Related
+        assert type(actual) is type(expected), path
+        _assert_close(_fields(actual), _fields(expected), path)
+    else:
+        assert actual == expected, path
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+# -- Redis-specific behaviour ----------------------------------------------------------------
+def test_a_repeated_rescale_is_a_no_op(store: RedisFeatureStore) -> None:
+    d = _delta()
+    d.popularity["a"] += 8.0
+    _chained(store, d)
+    store.rescale(100.0, 0.5, 0.5)
+    store.rescale(100.0, 0.5, 0.5)
+    assert store.popular(1) == [("a", 4.0)]
+
+
+def test_prefixes_keep_engines_apart(redis_server: RedisServer, redis_client: redis.Redis) -> None:
+    first = RedisFeatureStore.from_url(redis_server.url, prefix="a*[x]:")
+    second = RedisFeatureStore.from_url(redis_server.url, prefix="a")
+    try:
+        d = _delta(p0=1)
+        d.coview["b"]["c"] += 1.0
+        _chained(first, d)
+        _chained(second, d)
+        first.rescale(10.0, 0.5, 0.5)
+        assert first.related("b", 1).coview == [("c", 0.5)]
+        assert second.related("b", 1).coview == [("c", 1.0)], "a glob in a prefix stays literal"
+        assert list(second.snapshot()["coview"]) == ["b"]
+        first.reset()
+        assert not [k for k in redis_client.scan_iter() if k.startswith(b"a*[x]:")]
+        assert second.related("b", 1).coview == [("c", 1.0)]
+        assert second.applied_offsets() == {0: 1}
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_unreachable_redis_is_backend_unavailable() -> None:
+    store = RedisFeatureStore.from_url(
+        f"redis://:secret@127.0.0.1:{free_port()}/0", socket_timeout_s=0.5, retries=1
+    )
+    try:
+        assert not store.ready()
+        with pytest.raises(BackendUnavailable, match=r"127\.0\.0\.1") as caught:
+            _inputs(store, user_id="u")
+        assert "secret" not in str(caught.value)
+    finally:
+        store.close()
+
+
+def test_a_long_script_running_is_backend_unavailable(
+    store: RedisFeatureStore, redis_client: redis.Redis
+) -> None:
+    """What the api sees while a rescale holds Redis past ``busy-reply-threshold``."""
+    _inputs(store, user_id="u")
+    threshold = str(redis_client.config_get("busy-reply-threshold")["busy-reply-threshold"])
+    redis_client.config_set("busy-reply-threshold", 50)
+    killed: list[redis.ResponseError] = []
+
+    def run_forever() -> None:
+        try:
+            redis_client.eval("while true do end", 0)
+        except redis.ResponseError as exc:
+            killed.append(exc)
+
+    spin = threading.Thread(target=run_forever)
+    spin.start()
+    try:
+        time.sleep(0.2)
+        with pytest.raises(BackendUnavailable, match="BUSY"):
+            _inputs(store, user_id="u")
+        assert not store.ready()
+    finally:
+        redis_client.script_kill()
+        spin.join()
+        redis_client.config_set("busy-reply-threshold", threshold)
+    assert killed, "the script ran until SCRIPT KILL"
+    assert store.ready()
