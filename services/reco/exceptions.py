@@ -11,3 +11,8 @@ class ConfigError(RecoError):
 
 class BackendUnavailable(RecoError):
     """A backend (event log, feature store, catalog) cannot be reached right now; retry later."""
+
+
+class BackendFailed(RecoError):
+    """A backend client is broken beyond retrying (a fatal Kafka error); the process must
+    restart to recreate it."""
