@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from reco.events import Identifier
 
@@ -21,7 +20,7 @@ class ItemIn(BaseModel):
     category: str | None = Field(None, min_length=1, max_length=256)
     price: float | None = Field(None, ge=0)
     in_stock: bool | None = None
-    created_at: datetime | None = None
+    created_at: AwareDatetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

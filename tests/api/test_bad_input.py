@@ -127,3 +127,10 @@ def test_bad_recommendation_queries(
     response = client.get("/recommendations", params=params)
     assert response.status_code == 422
     assert fragment in response.text
+
+
+def test_item_created_at_needs_a_time_zone(client: TestClient) -> None:
+    response = client.put("/items", json={"item_id": "a", "created_at": "2026-03-01T12:30:00"})
+    assert response.status_code == 422
+    assert "created_at" in response.text
+    assert "timezone" in response.text.lower() or "time zone" in response.text.lower()
