@@ -8,11 +8,27 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from reco import __version__
-from reco.settings import EmbeddedSettings
+from reco.logs import configure as configure_logging
+from reco.settings import (
+    ApiSettings,
+    ArchiverSettings,
+    EmbeddedSettings,
+    HttpSettings,
+    IngestSettings,
+    ProcessorSettings,
+)
+
+ROLES: dict[str, tuple[type[HttpSettings], str, str]] = {
+    "ingest": (IngestSettings, "reco.services.ingest", "validate events and produce to Kafka"),
+    "processor": (ProcessorSettings, "reco.services.processor", "Kafka -> features in Redis"),
+    "archiver": (ArchiverSettings, "reco.services.archiver", "Kafka -> PostgreSQL archive"),
+    "api": (ApiSettings, "reco.services.api", "serve recommendations from Redis"),
+}
 
 log = logging.getLogger("reco")
 
@@ -20,10 +36,7 @@ log = logging.getLogger("reco")
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         code: int = args.run(args)
     except KeyboardInterrupt:
@@ -35,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reco", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"reco-engine {__version__}")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("RECO_LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="json: one JSON object per line (RECO_LOG_FORMAT)",
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     dev = sub.add_parser("dev", help="run the embedded engine (all roles, one process)")
@@ -43,6 +62,20 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", type=Path, help="event log and catalog (RECO_DATA_DIR)")
     dev.add_argument("--demo", action="store_true", help="load a generated shop on first start")
     dev.set_defaults(run=_dev)
+
+    for role, (_, _, summary) in ROLES.items():
+        service = sub.add_parser(role, help=f"run the {role} service: {summary}")
+        service.add_argument("--host", help="bind address (RECO_HOST, default 0.0.0.0)")
+        service.add_argument("--port", type=int, help="HTTP port (RECO_PORT)")
+        service.set_defaults(run=_service, role=role)
+
+    rebuild = sub.add_parser(
+        "rebuild", help="recompute the Redis features from the whole Kafka topic"
+    )
+    rebuild.add_argument(
+        "--yes", action="store_true", help="do not ask; the processors must be stopped"
+    )
+    rebuild.set_defaults(run=_rebuild)
 
     from reco.datasets import FORMATS
 
@@ -85,6 +118,47 @@ def _dev(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=args.log_level,
         access_log=False,
+    )
+    return 0
+
+
+def _service(args: argparse.Namespace) -> int:
+    import importlib
+
+    import uvicorn
+
+    settings_class, module, _ = ROLES[args.role]
+    overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    settings = settings_class(**overrides)
+    app = importlib.import_module(module).create_app(settings)
+    log.info("reco %s %s on %s:%d", args.role, __version__, settings.host, settings.port)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        log_config=None,
+        access_log=False,
+    )
+    return 0
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    from reco.rebuild import rebuild
+
+    settings = ProcessorSettings()
+    if not args.yes:
+        print(
+            "This deletes the features under prefix "
+            f"{settings.redis_prefix!r} and recomputes them from topic {settings.topic!r}.\n"
+            "Stop every processor first (scale it to 0), then run again with --yes.",
+            file=sys.stderr,
+        )
+        return 2
+    report = rebuild(settings)
+    print(
+        f"rebuilt from {report.records} records ({report.applied} applied) "
+        f"in {report.seconds:.1f} s: {report.records / max(report.seconds, 1e-9):,.0f} records/s"
     )
     return 0
 

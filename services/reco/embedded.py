@@ -21,8 +21,9 @@ from reco.adapters.sqlite_log import SqliteConsumer, SqliteEventLog, SqliteProdu
 from reco.api import Recommender, routers
 from reco.ingest import IngestService
 from reco.ingest import router as ingest_router
+from reco.loop import BatchLoop
 from reco.metrics import Metrics
-from reco.processor import Processor, ProcessorThread
+from reco.processor import Processor
 from reco.settings import EmbeddedSettings
 from reco.web.app import base_app
 
@@ -42,7 +43,7 @@ class EmbeddedEngine:
     consumer: SqliteConsumer
     store: MemoryFeatureStore
     catalog: SqliteCatalog
-    processor: ProcessorThread
+    processor: BatchLoop
 
     @classmethod
     def open(cls, settings: EmbeddedSettings, metrics: Metrics | None = None) -> EmbeddedEngine:
@@ -66,7 +67,9 @@ class EmbeddedEngine:
             consumer=consumer,
             store=store,
             catalog=catalog,
-            processor=ProcessorThread(processor, batch_size=settings.processor_batch),
+            processor=BatchLoop(
+                processor, batch_size=settings.processor_batch, name="reco-processor"
+            ),
         )
 
     def start(self) -> None:

@@ -23,9 +23,18 @@ class Metrics:
         self.events_processed = Counter(
             "events_processed", "Events whose features the processor applied.", registry=r
         )
+        self.events_archived = Counter(
+            "events_archived", "Events the archiver wrote for the first time.", registry=r
+        )
         self.events_skipped = Counter(
             "events_skipped",
             "Records the processor did not apply, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.batches_refused = Counter(
+            "processor_batches_refused",
+            "Batches the feature store refused: stale (another writer) or reset (store emptied).",
             ["reason"],
             registry=r,
         )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from reco.events import Event, InvalidEvent
 from reco.metrics import Metrics
-from reco.ports import Catalog, EventConsumer, FeatureStore, Record
+from reco.ports import ApplyOutcome, Catalog, EventConsumer, FeatureStore, Record
 from reco.settings import EngineSettings
 from reco.signals import FeatureDelta, SignalConfig, UserProfile, apply_event
 from reco.signals.decay import MAX_EXPONENT, ForwardDecay
@@ -32,6 +32,7 @@ class BatchResult:
     replayed: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    refused: str | None = None
 
 
 class Processor:
@@ -71,23 +72,28 @@ class Processor:
         if self._consumer.assignments() != self._assignments:
             self._assignments = self._consumer.assignments()
             self._applied = self._store.applied_offsets()
-        result = self._process(records)
+        result = self.process(records)
         self._metrics.processor_batch_seconds.observe(time.perf_counter() - started)
         self._export_lag()
         return result
 
-    def _process(self, records: Sequence[Record]) -> BatchResult:
-        offsets = {r.partition: r.offset + 1 for r in records}
+    def process(self, records: Sequence[Record]) -> BatchResult:
+        """Apply one batch of records, then commit it (the body of ``run_once``)."""
+        read = {r.partition: r.offset + 1 for r in records}
         fresh = [r for r in records if r.offset >= self._applied.get(r.partition, 0)]
         replayed = len(records) - len(fresh)
         events, dead = self._decode(fresh)
         events, duplicates = self._dedupe(events)
 
         delta = self._fold(events)
-        delta.offsets = offsets
-        self._store.apply(delta)
-        self._applied.update(offsets)
-        self._consumer.commit(offsets)
+        delta.offsets = {r.partition: r.offset + 1 for r in fresh}
+        delta.base_offsets = {p: self._applied[p] for p in delta.offsets if p in self._applied}
+        outcome = self._store.apply(delta) if delta.offsets else ApplyOutcome.APPLIED
+        if outcome is not ApplyOutcome.APPLIED:
+            self._refused(outcome, delta)
+            return BatchResult(len(records), 0, refused=outcome.value)
+        self._applied.update(delta.offsets)
+        self._consumer.commit(read)
 
         m = self._metrics
         m.events_processed.inc(len(events))
@@ -98,6 +104,25 @@ class Processor:
         if dead:
             m.events_skipped.labels("dead_letter").inc(dead)
         return BatchResult(len(records), len(events), replayed, duplicates, dead)
+
+    def _refused(self, outcome: ApplyOutcome, delta: FeatureDelta) -> None:
+        """Nothing was written and nothing is committed; re-read from where the store is."""
+        self._metrics.batches_refused.labels(outcome.value).inc()
+        if outcome is ApplyOutcome.RESET:
+            log.warning(
+                "processor %s: the feature store lost its state (expected offsets %s): "
+                "rebuilding it from the start of the log",
+                self._group,
+                delta.base_offsets,
+            )
+        else:
+            log.warning(
+                "processor %s: the feature store is past this batch (offsets %s); "
+                "another writer applied it, continuing from the store's offsets",
+                self._group,
+                delta.base_offsets,
+            )
+        self.resume()
 
     def _decode(self, records: Sequence[Record]) -> tuple[list[Event], int]:
         events: list[Event] = []

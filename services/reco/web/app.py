@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
 
 from reco import __version__
+from reco.exceptions import BackendUnavailable
 from reco.metrics import Metrics
 from reco.settings import HttpSettings
 from reco.web.probes import ReadinessCheck, probes_router
 from reco.web.security import AccessPolicy, RateLimiter
+
+log = logging.getLogger(__name__)
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -36,7 +41,18 @@ def base_app(
     app.state.access = AccessPolicy(tuple(settings.api_keys), tuple(settings.read_api_keys))
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s)
     app.include_router(probes_router(checks, metrics.registry))
+    app.add_exception_handler(BackendUnavailable, _backend_unavailable)
     return app
+
+
+async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A backend that does not answer is the client's cue to retry, not a 500."""
+    log.warning("%s %s: backend unavailable: %s", request.method, request.url.path, exc)
+    return JSONResponse(
+        {"detail": f"a backend is unavailable, retry shortly: {exc}"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "1"},
+    )
 
 
 async def no_lifespan(_: FastAPI) -> AsyncIterator[None]:

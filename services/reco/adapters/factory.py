@@ -1,0 +1,61 @@
+"""Pick the adapter from the connection URL's scheme, so that one setting switches backend:
+``memory://`` or ``redis://…`` for features, ``sqlite:///path`` or ``postgresql://…`` for the
+catalog and the archive. Backend modules are imported only when chosen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from reco.exceptions import ConfigError
+from reco.ports import Catalog, EventArchive, FeatureStore
+from reco.settings import EngineSettings
+
+_REDIS = {"redis", "rediss", "unix"}
+_POSTGRES = {"postgresql", "postgres"}
+
+
+def _scheme(url: str) -> str:
+    return urlsplit(url).scheme.lower()
+
+
+def open_feature_store(
+    url: str, settings: EngineSettings, *, prefix: str = "reco:"
+) -> FeatureStore:
+    scheme = _scheme(url)
+    caps = {
+        "max_related_per_item": settings.max_related_per_item,
+        "max_popular": settings.max_popular,
+        "max_sessions": settings.max_sessions,
+        "dedupe_window": settings.dedupe_window,
+    }
+    if scheme == "memory":
+        from reco.adapters.memory_features import MemoryFeatureStore
+
+        return MemoryFeatureStore(**caps)
+    if scheme in _REDIS:
+        from reco.adapters.redis_features import RedisFeatureStore
+
+        return RedisFeatureStore.from_url(url, prefix=prefix, **caps)
+    raise ConfigError(f"feature store URL scheme {scheme!r}: use memory:// or redis://host:port/db")
+
+
+def open_catalog(url: str) -> Catalog:
+    scheme = _scheme(url)
+    if scheme == "sqlite":
+        from reco.adapters.sqlite_catalog import SqliteCatalog
+
+        return SqliteCatalog(Path(urlsplit(url).path))
+    if scheme in _POSTGRES:
+        from reco.adapters.postgres_catalog import PostgresCatalog
+
+        return PostgresCatalog.from_url(url)
+    raise ConfigError(f"catalog URL scheme {scheme!r}: use sqlite:///path or postgresql://…")
+
+
+def open_archive(url: str) -> EventArchive:
+    if _scheme(url) in _POSTGRES:
+        from reco.adapters.postgres_archive import PostgresArchive
+
+        return PostgresArchive.from_url(url)
+    raise ConfigError(f"archive URL scheme {_scheme(url)!r}: use postgresql://…")

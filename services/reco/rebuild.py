@@ -1,0 +1,63 @@
+"""``reco rebuild``: delete the features and recompute them from the whole Kafka topic.
+
+It consumes the topic from the beginning in a group of its own, through the processor's
+own batch code, so the result is what an uninterrupted processor would have built. The
+processors must be stopped meanwhile (one writer); when they start again they find the
+store's applied offsets at the end of the topic and carry on from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from reco.adapters.factory import open_catalog, open_feature_store
+from reco.adapters.kafka_log import KafkaConsumer
+from reco.metrics import Metrics
+from reco.processor import Processor
+from reco.settings import ProcessorSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    records: int
+    applied: int
+    seconds: float
+
+
+def rebuild(settings: ProcessorSettings, *, assign_timeout_s: float = 60.0) -> RebuildReport:
+    store = open_feature_store(
+        settings.redis_url.get_secret_value(), settings, prefix=settings.redis_prefix
+    )
+    catalog = open_catalog(settings.database_url.get_secret_value())
+    group = f"reco-rebuild-{uuid.uuid4().hex[:8]}"
+    consumer = KafkaConsumer(settings.kafka_bootstrap, settings.topic, group)
+    started = time.perf_counter()
+    records = applied = 0
+    try:
+        store.reset()
+        processor = Processor(consumer, store, catalog, settings, Metrics(), group=group)
+        processor.resume()
+        deadline = time.monotonic() + assign_timeout_s
+        while True:
+            result = processor.run_once(settings.batch_size, 1.0)
+            records += result.records
+            applied += result.applied
+            if result.records:
+                continue
+            if consumer.assignments() == 0:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no partition of {settings.topic} assigned to {group}")
+                continue
+            if not any(consumer.lag().values()):
+                break
+        log.info("rebuilt features from %d records of %s", records, settings.topic)
+    finally:
+        consumer.close()
+        catalog.close()
+        store.close()
+    return RebuildReport(records, applied, time.perf_counter() - started)

@@ -1,0 +1,50 @@
+"""``reco api``: recommendations from the features in Redis and the catalog in PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from fastapi import FastAPI
+
+from reco.adapters.factory import open_catalog, open_feature_store
+from reco.api import Recommender, routers
+from reco.metrics import Metrics
+from reco.settings import ApiSettings
+from reco.web.app import base_app
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    metrics = Metrics()
+    parts: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = parts["store"] = open_feature_store(
+            settings.redis_url.get_secret_value(), settings, prefix=settings.redis_prefix
+        )
+        catalog = parts["catalog"] = open_catalog(settings.database_url.get_secret_value())
+        app.state.catalog = catalog
+        app.state.recommender = Recommender(store, catalog, settings, metrics)
+        try:
+            yield
+        finally:
+            for name in ("catalog", "store"):
+                with suppress(Exception):
+                    parts[name].close()
+
+    app = base_app(
+        role="api",
+        settings=settings,
+        metrics=metrics,
+        checks={
+            "redis": lambda: "store" in parts and parts["store"].ready(),
+            "postgres": lambda: "catalog" in parts and parts["catalog"].ready(),
+        },
+        lifespan=lifespan,
+        description="Serves recommendations, popular and similar items, and the catalog.",
+    )
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,49 @@
+"""``reco ingest``: validate, stamp, produce to Kafka; 202 only once Kafka has the events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from reco.adapters.kafka_log import KafkaProducer, ensure_topic
+from reco.ingest import IngestService
+from reco.ingest import router as ingest_router
+from reco.metrics import Metrics
+from reco.settings import IngestSettings
+from reco.web.app import base_app
+
+
+def create_app(settings: IngestSettings) -> FastAPI:
+    metrics = Metrics()
+    state: dict[str, KafkaProducer] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ensure_topic(
+            settings.kafka_bootstrap,
+            settings.topic,
+            settings.topic_partitions,
+            settings.topic_replication,
+        )
+        producer = state["producer"] = KafkaProducer(
+            settings.kafka_bootstrap, settings.topic, delivery_timeout_s=settings.produce_timeout_s
+        )
+        app.state.ingest = IngestService(producer, settings, metrics)
+        try:
+            yield
+        finally:
+            # SIGTERM drains: every accepted event is delivered before the process exits.
+            producer.close()
+
+    app = base_app(
+        role="ingest",
+        settings=settings,
+        metrics=metrics,
+        checks={"kafka": lambda: "producer" in state and state["producer"].ready()},
+        lifespan=lifespan,
+        description="Validates events and produces them to Kafka.",
+    )
+    app.include_router(ingest_router)
+    return app

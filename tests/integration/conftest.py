@@ -1,0 +1,126 @@
+"""The stack of real services over the suite's real Kafka, Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reco.adapters.factory import open_catalog
+from reco.adapters.kafka_log import KafkaConsumer
+from reco.adapters.memory_features import MemoryFeatureStore
+from reco.metrics import Metrics
+from reco.processor import Processor
+from reco.settings import ProcessorSettings
+from tests.support.servers import KafkaServer, RedisServer
+from tests.support.stack import Stack
+
+PARTITIONS = 4
+# Caps far above what the tests' data reaches: trimming a capped list depends on where
+# batches start and end, and these tests compare runs whose batches differ.
+UNCAPPED = {
+    "RECO_MAX_RELATED_PER_ITEM": "100000",
+    "RECO_MAX_POPULAR": "100000",
+    "RECO_MAX_SESSIONS": "10000000",
+    "RECO_DEDUPE_WINDOW": "10000000",
+}
+
+
+@pytest.fixture
+def stack_env(
+    kafka_server: KafkaServer,
+    redis_server: RedisServer,
+    pg_database: str,
+    kafka_topic_factory: Callable[..., str],
+) -> dict[str, str]:
+    return {
+        "RECO_KAFKA_BOOTSTRAP": kafka_server.bootstrap,
+        "RECO_TOPIC": kafka_topic_factory(partitions=PARTITIONS),
+        "RECO_TOPIC_PARTITIONS": str(PARTITIONS),
+        "RECO_REDIS_URL": redis_server.url,
+        "RECO_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}:",
+        "RECO_DATABASE_URL": pg_database,
+        "RECO_CACHE_TTL_S": "1",
+        **UNCAPPED,
+    }
+
+
+@pytest.fixture
+def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(stack_env, tmp_path / "logs")
+    (tmp_path / "logs").mkdir()
+    try:
+        yield s
+    except BaseException:
+        print(s.logs())
+        raise
+    finally:
+        s.stop()
+
+
+def reference_snapshot(env: dict[str, str]) -> dict[str, Any]:
+    """The features an uninterrupted processor builds from the whole topic, in memory."""
+    settings = ProcessorSettings(
+        kafka_bootstrap=env["RECO_KAFKA_BOOTSTRAP"],
+        topic=env["RECO_TOPIC"],
+        **{k.removeprefix("RECO_").lower(): int(v) for k, v in UNCAPPED.items()},
+    )
+    store = MemoryFeatureStore(
+        max_related_per_item=settings.max_related_per_item,
+        max_popular=settings.max_popular,
+        max_sessions=settings.max_sessions,
+        dedupe_window=settings.dedupe_window,
+    )
+    catalog = open_catalog(env["RECO_DATABASE_URL"])
+    group = f"reference-{uuid.uuid4().hex[:8]}"
+    consumer = KafkaConsumer(settings.kafka_bootstrap, settings.topic, group)
+    try:
+        processor = Processor(consumer, store, catalog, settings, Metrics(), group=group)
+        processor.resume()
+        while True:
+            result = processor.run_once(5000, 1.0)
+            if not result.records and consumer.assignments() and not any(consumer.lag().values()):
+                break
+    finally:
+        consumer.close()
+        catalog.close()
+    return store.snapshot()
+
+
+def assert_same_features(
+    actual: dict[str, Any], expected: dict[str, Any], settings: ProcessorSettings
+) -> None:
+    """Equal features. Decayed values are compared as of one fixed time, so that stores with
+    different landmarks (the first batch sets it) compare, and to 1e-9 relative, since sums
+    in another order differ in the last bits."""
+    assert actual["offsets"] == expected["offsets"]
+    assert actual["profiles"] == expected["profiles"]
+    assert actual["sessions"] == expected["sessions"]
+    at = 2_000_000_000.0
+    halves = {
+        "coview": settings.coview_half_life_s,
+        "sequence": settings.coview_half_life_s,
+        "popularity": settings.popularity_half_life_s,
+        "category_popularity": settings.popularity_half_life_s,
+    }
+    for table, half_life in halves.items():
+        got = _flat(actual[table], actual["landmark"], at, half_life)
+        want = _flat(expected[table], expected["landmark"], at, half_life)
+        assert got.keys() == want.keys(), f"{table}: different keys"
+        wrong = [k for k in got if not math.isclose(got[k], want[k], rel_tol=1e-9)]
+        assert not wrong, f"{table}: {len(wrong)} values differ, e.g. {wrong[:3]}"
+
+
+def _flat(table: dict[str, Any], landmark: float, at: float, half_life: float) -> dict[str, float]:
+    factor = math.exp2((landmark - at) / half_life)
+    out: dict[str, float] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update({f"{key}/{inner}": v * factor for inner, v in value.items()})
+        else:
+            out[key] = value * factor
+    return out

@@ -1,0 +1,197 @@
+"""The production shape across real processes: ingest -> Kafka -> processor -> Redis -> api,
+and the archiver -> PostgreSQL; crashes and restarts lose nothing and count nothing twice."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from reco.demo import generate
+from reco.settings import ProcessorSettings
+from tests.conftest import wait_until
+from tests.integration.conftest import assert_same_features, reference_snapshot
+from tests.support.servers import KafkaServer, RedisServer
+from tests.support.stack import Stack, post_events
+
+pytestmark = pytest.mark.integration
+
+
+def _redis_snapshot(env: dict[str, str]) -> dict[str, Any]:
+    from reco.adapters.redis_features import RedisFeatureStore
+
+    store = RedisFeatureStore.from_url(env["RECO_REDIS_URL"], prefix=env["RECO_REDIS_PREFIX"])
+    try:
+        return store.snapshot()
+    finally:
+        store.close()
+
+
+def _settings(env: dict[str, str]) -> ProcessorSettings:
+    return ProcessorSettings()
+
+
+def _drained(stack: Stack, events: int) -> None:
+    """Every partition of the processor group committed up to the end of the topic."""
+    processor = stack["processor"]
+    wait_until(
+        lambda: (
+            processor.metric("events_processed_total") > 0
+            and processor.metric("reco_processor_consumer_lag") == 0
+        ),
+        timeout_s=120,
+        every_s=0.5,
+    )
+
+
+def _shop(users: int, seed: int = 5) -> Any:
+    return generate(seed=seed, users=users, now=time.time() - 60)
+
+
+def test_events_in_recommendations_out(stack: Stack, stack_env: dict[str, str]) -> None:
+    stack.start()
+    shop = _shop(200)
+    api, ingest = stack["api"].url, stack["ingest"].url
+    items = [dict(i, in_stock=True) for i in shop.items]
+    items[0]["in_stock"] = False  # a sold-out item must never be recommended
+    httpx.put(api + "/items", json=items, timeout=30).raise_for_status()
+    assert post_events(ingest, shop.events) == len(shop.events)
+    _drained(stack, len(shop.events))
+
+    anchor = "running-03-trail-shoe"
+    posted = time.monotonic()
+    r = httpx.post(
+        ingest + "/events", json={"user_id": "newbie", "item_id": anchor, "type": "view"}
+    )
+    assert r.status_code == 202
+
+    def personal() -> dict[str, Any] | None:
+        body = httpx.get(api + "/recommendations", params={"user_id": "newbie"}).json()
+        return body if body["personalised"] else None
+
+    body = wait_until(personal, timeout_s=5, every_s=0.01)
+    assert time.monotonic() - posted < 1.0, "visible within a second of the 202"
+    similar = httpx.get(api + f"/items/{anchor}/similar", params={"count": 5}).json()
+    assert body["items"][0]["item_id"] in {i["item_id"] for i in similar["items"]}
+    assert body["items"][0]["reasons"][0].startswith("viewed together with")
+    assert items[0]["item_id"] not in {i["item_id"] for i in body["items"]}
+
+    shoes = httpx.get(
+        api + "/recommendations", params={"user_id": "newbie", "category": "running"}
+    ).json()
+    assert shoes["items"]
+    assert {i["category"] for i in shoes["items"]} == {"running"}
+
+    # The archiver, its own consumer group, has every event.
+    wait_until(
+        lambda: (
+            stack["archiver"].metric("reco_processor_consumer_lag") == 0
+            and stack["archiver"].metric("events_archived_total") >= len(shop.events) + 1
+        ),
+        timeout_s=60,
+        every_s=0.5,
+    )
+    with psycopg.connect(stack_env["RECO_DATABASE_URL"]) as conn:
+        archived = conn.execute("SELECT count(*) FROM events").fetchone()
+    assert archived == (len(shop.events) + 1,)
+
+    # SIGTERM drains every service and exits cleanly.
+    for role in ("ingest", "processor", "archiver", "api"):
+        assert stack[role].stop() in (0, -15), stack[role].tail()
+
+
+def test_processor_killed_repeatedly_loses_nothing_counts_nothing_twice(
+    stack: Stack, stack_env: dict[str, str]
+) -> None:
+    stack.start("ingest", "processor", "api")
+    shop = _shop(6700, seed=9)  # ~100k events
+    assert len(shop.events) >= 100_000
+    httpx.put(stack["api"].url + "/items", json=shop.items, timeout=60).raise_for_status()
+
+    sent: list[int] = []
+    sender = threading.Thread(
+        target=lambda: sent.append(post_events(stack["ingest"].url, shop.events))
+    )
+    sender.start()
+    kills = 0
+    while sender.is_alive() or kills < 4:
+        time.sleep(1.5)
+        stack["processor"].kill()
+        kills += 1
+        stack["processor"].start()
+    sender.join()
+    assert sent == [len(shop.events)]
+    _drained(stack, len(shop.events))
+
+    expected = reference_snapshot(stack_env)
+    assert_same_features(_redis_snapshot(stack_env), expected, _settings(stack_env))
+    assert expected["offsets"]
+    assert sum(expected["offsets"].values()) == len(shop.events)
+
+
+def test_kafka_restarted_mid_stream(
+    stack: Stack, stack_env: dict[str, str], kafka_server: KafkaServer
+) -> None:
+    stack.start("ingest", "processor", "api")
+    shop = _shop(1500, seed=13)
+    half = len(shop.events) // 2
+    assert post_events(stack["ingest"].url, shop.events[:half]) == half
+
+    kafka_server.stop()
+    # While Kafka is down ingest refuses with 503 + Retry-After: nothing is silently dropped.
+    r = httpx.post(
+        stack["ingest"].url + "/events",
+        json={"user_id": "u", "item_id": "i", "type": "view"},
+        timeout=30,
+    )
+    assert r.status_code == 503
+    assert r.headers["retry-after"]
+    kafka_server.start()
+
+    assert post_events(stack["ingest"].url, shop.events[half:]) == len(shop.events) - half
+    _drained(stack, len(shop.events))
+    expected = reference_snapshot(stack_env)
+    assert_same_features(_redis_snapshot(stack_env), expected, _settings(stack_env))
+    assert sum(expected["offsets"].values()) == len(shop.events)
+
+
+def test_redis_restarted_mid_stream_then_rebuild(
+    stack: Stack, stack_env: dict[str, str], redis_server: RedisServer
+) -> None:
+    stack.start("ingest", "processor", "api")
+    shop = _shop(1500, seed=17)
+    half = len(shop.events) // 2
+    assert post_events(stack["ingest"].url, shop.events[:half]) == half
+    _drained(stack, half)
+
+    redis_server.kill()  # no persistence: every feature is gone
+    redis_server.start()
+    assert post_events(stack["ingest"].url, shop.events[half:]) == len(shop.events) - half
+    _drained(stack, len(shop.events))
+    expected = reference_snapshot(stack_env)
+    # The processor noticed the empty store and rebuilt it from the topic by itself.
+    wait_until(
+        lambda: sum(_redis_snapshot(stack_env)["offsets"].values()) == len(shop.events),
+        timeout_s=60,
+        every_s=0.5,
+    )
+    assert_same_features(_redis_snapshot(stack_env), expected, _settings(stack_env))
+
+    # reco rebuild recomputes the same features from the topic.
+    stack["processor"].stop()
+    done = subprocess.run(
+        [sys.executable, "-m", "reco.cli", "rebuild", "--yes"],
+        env=stack["processor"].env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"rebuilt from {len(shop.events)} records" in done.stdout
+    assert_same_features(_redis_snapshot(stack_env), expected, _settings(stack_env))

@@ -1,0 +1,145 @@
+"""The services of the production shape as real processes (``python -m reco.cli ROLE``),
+configured by ``RECO_*`` variables against the suite's Kafka, Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.servers import free_port
+
+ROLES = ("ingest", "processor", "archiver", "api")
+
+
+class ServiceProcess:
+    def __init__(self, role: str, env: Mapping[str, str], log_dir: Path) -> None:
+        self.role = role
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **env, "RECO_PORT": str(self.port), "RECO_HOST": "127.0.0.1"}
+        self.log_path = log_dir / f"{role}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, *, wait: bool = True) -> ServiceProcess:
+        self.starts += 1
+        log = self.log_path.open("ab")
+        log.write(f"--- start {self.starts} ---\n".encode())
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reco.cli", "--log-level", "info", self.role],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.role} exited {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(self.url + "/health/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{self.role} not ready in {timeout_s} s:\n{self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no drain, no commit, no goodbye to the consumer group."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout_s: float = 30) -> int | None:
+        """SIGTERM and wait: the graceful path (drain, commit, leave the group)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"{self.role} ignored SIGTERM for {timeout_s} s") from None
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``."""
+        total = 0.0
+        for line in httpx.get(self.url + "/metrics", timeout=5).text.splitlines():
+            if not line.startswith(name):
+                continue
+            head, _, value = line.rpartition(" ")
+            if head.split("{")[0] != name:
+                continue
+            if all(f'{k}="{v}"' in head for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Stack:
+    """ingest, processor, archiver and api over one topic, Redis prefix and database."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
+        self.env = dict(env)
+        self.services = {role: ServiceProcess(role, self.env, log_dir) for role in ROLES}
+
+    def __getitem__(self, role: str) -> ServiceProcess:
+        return self.services[role]
+
+    def start(self, *roles: str) -> Stack:
+        for role in roles or ROLES:
+            self.services[role].start(wait=False)
+        for role in roles or ROLES:
+            self.services[role].wait_ready()
+        return self
+
+    def stop(self) -> None:
+        for service in self.services.values():
+            with contextlib.suppress(AssertionError):
+                service.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"== {r}\n{s.tail()}" for r, s in self.services.items())
+
+
+def post_events(url: str, events: list[dict[str, Any]], *, batch: int = 1000) -> int:
+    """Send ``events`` in batches, retrying a batch answered 503 (what a client must do)."""
+    accepted = 0
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for start in range(0, len(events), batch):
+            chunk = events[start : start + batch]
+            for _attempt in range(120):
+                try:
+                    r = http.post("/events", json=chunk)
+                except httpx.TransportError:
+                    time.sleep(0.5)
+                    continue
+                if r.status_code == 503:
+                    time.sleep(float(r.headers.get("retry-after", "1")))
+                    continue
+                r.raise_for_status()
+                accepted += r.json()["accepted"]
+                break
+            else:
+                raise AssertionError(f"batch at {start} never accepted")
+    return accepted
