@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= .reco-data
 PORT ?= 8080
 
-.PHONY: help venv run test test-unit test-deps bench lint fmt clean
+.PHONY: help venv run run-stack test test-unit test-deps bench lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,6 +24,9 @@ venv: $(STAMP) ## Create .venv with the engine and its dev tools
 
 run: $(STAMP) ## Run the embedded engine with demo data on http://127.0.0.1:$(PORT)
 	$(BIN)/reco dev --demo --data-dir $(DATA_DIR) --port $(PORT)
+
+run-stack: $(STAMP) test-deps ## The production shape locally: Kafka, Redis, PostgreSQL and the four services
+	$(BIN)/python tools/run-stack.py
 
 test: lint test-deps ## Lint, type-check, check the import contracts, run every test tier
 	$(BIN)/python -m pytest

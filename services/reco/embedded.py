@@ -113,7 +113,7 @@ def create_app(settings: EmbeddedSettings, engine: EmbeddedEngine | None = None)
         return eng
 
     app = base_app(
-        role="(embedded)",
+        role="embedded",
         settings=settings,
         metrics=metrics,
         checks={

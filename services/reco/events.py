@@ -72,20 +72,23 @@ class Event:
     received_at: float
     session_id: str | None = None
     properties: Mapping[str, Any] = field(default_factory=dict)
+    trace: str | None = None
+    """W3C ``traceparent`` of the request that accepted the event, when tracing is on."""
 
     def to_json(self) -> bytes:
-        return orjson.dumps(
-            {
-                "event_id": self.event_id,
-                "user_id": self.user_id,
-                "item_id": self.item_id,
-                "type": self.type,
-                "timestamp": self.timestamp,
-                "received_at": self.received_at,
-                "session_id": self.session_id,
-                "properties": self.properties,
-            }
-        )
+        data = {
+            "event_id": self.event_id,
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "type": self.type,
+            "timestamp": self.timestamp,
+            "received_at": self.received_at,
+            "session_id": self.session_id,
+            "properties": self.properties,
+        }
+        if self.trace is not None:
+            data["trace"] = self.trace
+        return orjson.dumps(data)
 
     @classmethod
     def from_json(cls, payload: bytes | str) -> Event:
@@ -101,6 +104,7 @@ class Event:
                 received_at=float(data.get("received_at", data["timestamp"])),
                 session_id=data.get("session_id"),
                 properties=data.get("properties") or {},
+                trace=data.get("trace"),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise InvalidEvent(f"undecodable event record: {exc}") from exc
@@ -122,16 +126,16 @@ class EventValidator:
         self._types = frozenset(event_weights)
         self._skew = max_future_skew_s
 
-    def validate(self, raw: Any, *, now: float | None = None) -> Event:
+    def validate(self, raw: Any, *, now: float | None = None, trace: str | None = None) -> Event:
         if not isinstance(raw, dict):
             raise InvalidEvent(f"an event must be a JSON object, got {type(raw).__name__}")
         try:
             wire = EventIn.model_validate(raw)
         except ValidationError as exc:
             raise InvalidEvent(format_validation_error(exc)) from None
-        return self.stamp(wire, now=time.time() if now is None else now)
+        return self.stamp(wire, now=time.time() if now is None else now, trace=trace)
 
-    def stamp(self, wire: EventIn, *, now: float) -> Event:
+    def stamp(self, wire: EventIn, *, now: float, trace: str | None = None) -> Event:
         if wire.type not in self._types:
             known = ", ".join(sorted(self._types))
             raise InvalidEvent(
@@ -153,6 +157,7 @@ class EventValidator:
             received_at=now,
             session_id=wire.session_id,
             properties=wire.properties,
+            trace=trace,
         )
 
 

@@ -35,7 +35,12 @@ def rebuild(settings: ProcessorSettings, *, assign_timeout_s: float = 60.0) -> R
     )
     catalog = open_catalog(settings.database_url.get_secret_value())
     group = f"reco-rebuild-{uuid.uuid4().hex[:8]}"
-    consumer = KafkaConsumer(settings.kafka_bootstrap, settings.topic, group)
+    consumer = KafkaConsumer(
+        settings.kafka_bootstrap,
+        settings.topic,
+        group,
+        config={"session.timeout.ms": settings.session_timeout_ms},
+    )
     started = time.perf_counter()
     records = applied = 0
     try:

@@ -91,6 +91,8 @@ class HttpSettings(EngineSettings):
     )
     rate_limit_per_s: float = Field(0.0, ge=0, description="Per client and replica; 0: off.")
     log_format: Literal["text", "json"] = "text"
+    otel_enabled: bool = Field(False, description="OpenTelemetry tracing (OTLP over HTTP).")
+    otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
 
     @field_validator("api_keys", "read_api_keys", mode="before")
     @classmethod
@@ -125,14 +127,27 @@ class IngestSettings(StackSettings):
     produce_timeout_s: float = Field(10.0, gt=0, description="Wait for Kafka's acks this long.")
 
 
-class ProcessorSettings(StackSettings):
+class ConsumerSettings(StackSettings):
+    """What every consumer-group service (processor, archiver, rebuild) shares."""
+
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=6000,
+        description=(
+            "How long the group waits for a member that stopped answering (a killed pod) "
+            "before giving its partitions to the others; Kafka's default 45 s stalls them."
+        ),
+    )
+
+
+class ProcessorSettings(ConsumerSettings):
     port: int = Field(8082, ge=0, le=65535)
     group: str = "reco-processor"
     batch_size: int = Field(2000, ge=1)
     poll_timeout_s: float = Field(0.05, gt=0)
 
 
-class ArchiverSettings(StackSettings):
+class ArchiverSettings(ConsumerSettings):
     port: int = Field(8083, ge=0, le=65535)
     group: str = "reco-archiver"
     batch_size: int = Field(5000, ge=1)

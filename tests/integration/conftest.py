@@ -45,6 +45,7 @@ def stack_env(
         "RECO_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}:",
         "RECO_DATABASE_URL": pg_database,
         "RECO_CACHE_TTL_S": "1",
+        "RECO_SESSION_TIMEOUT_MS": "6000",
         **UNCAPPED,
     }
 

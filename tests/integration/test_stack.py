@@ -3,6 +3,7 @@ and the archiver -> PostgreSQL; crashes and restarts lose nothing and count noth
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import threading
@@ -114,19 +115,31 @@ def test_processor_killed_repeatedly_loses_nothing_counts_nothing_twice(
     assert len(shop.events) >= 100_000
     httpx.put(stack["api"].url + "/items", json=shop.items, timeout=60).raise_for_status()
 
-    sent: list[int] = []
-    sender = threading.Thread(
-        target=lambda: sent.append(post_events(stack["ingest"].url, shop.events))
-    )
-    sender.start()
+    rng = random.Random(1)
+    sent = 0
     kills = 0
-    while sender.is_alive() or kills < 4:
-        time.sleep(1.5)
+    part = len(shop.events) // 5 + 1
+    for start in range(0, len(shop.events), part):
+        chunk = shop.events[start : start + part]
+        result: list[int] = []
+        sender = threading.Thread(
+            target=lambda c=chunk, r=result: r.append(post_events(stack["ingest"].url, c))
+        )
+        sender.start()
+        # Kill mid-stream: once this incarnation has applied part of the chunk.
+        wait_until(
+            lambda: stack["processor"].metric("events_processed_total") > 0,
+            timeout_s=60,
+            every_s=0.05,
+        )
+        time.sleep(rng.uniform(0.1, 0.8))
         stack["processor"].kill()
         kills += 1
         stack["processor"].start()
-    sender.join()
-    assert sent == [len(shop.events)]
+        sender.join()
+        sent += result[0]
+    assert sent == len(shop.events)
+    assert kills >= 4
     _drained(stack, len(shop.events))
 
     expected = reference_snapshot(stack_env)

@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.support.servers import free_port
+from tests.support.servers import KafkaServer, PostgresServer, RedisServer, free_port
 
 ROLES = ("ingest", "processor", "archiver", "api")
 
@@ -143,3 +144,33 @@ def post_events(url: str, events: list[dict[str, Any]], *, batch: int = 1000) ->
             else:
                 raise AssertionError(f"batch at {start} never accepted")
     return accepted
+
+
+@contextmanager
+def local_stack(
+    log_dir: Path,
+    *,
+    ports: Mapping[str, int] | None = None,
+    env: Mapping[str, str] | None = None,
+    partitions: int = 4,
+) -> Iterator[Stack]:
+    """Kafka, Redis and PostgreSQL on free ports, then the four services against them;
+    everything is stopped and its data removed on exit (``make run-stack``, benchmarks)."""
+    with KafkaServer() as kafka, RedisServer() as redis_server, PostgresServer() as postgres:
+        stack_env = {
+            "RECO_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "RECO_TOPIC_PARTITIONS": str(partitions),
+            "RECO_REDIS_URL": redis_server.url,
+            "RECO_DATABASE_URL": postgres.url,
+            **(env or {}),
+        }
+        stack = Stack(stack_env, log_dir)
+        for role, port in (ports or {}).items():
+            service = stack[role]
+            service.port = port
+            service.url = f"http://127.0.0.1:{port}"
+            service.env["RECO_PORT"] = str(port)
+        try:
+            yield stack.start()
+        finally:
+            stack.stop()

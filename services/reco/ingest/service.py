@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from reco import tracing
 from reco.events import Event, EventValidator, InvalidEvent
 from reco.metrics import Metrics
 from reco.ports import EventProducer
@@ -41,11 +42,12 @@ class IngestService:
         if not raws:
             raise InvalidEvent("the batch is empty; send at least one event")
         now = time.time()
+        parent = tracing.traceparent()
         events: list[Event] = []
         rejected: list[dict[str, Any]] = []
         for index, raw in enumerate(raws):
             try:
-                events.append(self._validator.validate(raw, now=now))
+                events.append(self._validator.validate(raw, now=now, trace=parent))
             except InvalidEvent as exc:
                 rejected.append({"index": index, "error": str(exc)})
         return events, rejected

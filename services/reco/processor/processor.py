@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from reco import tracing
 from reco.events import Event, InvalidEvent
 from reco.metrics import Metrics
 from reco.ports import ApplyOutcome, Catalog, EventConsumer, FeatureStore, Record
@@ -85,10 +86,13 @@ class Processor:
         events, dead = self._decode(fresh)
         events, duplicates = self._dedupe(events)
 
-        delta = self._fold(events)
-        delta.offsets = {r.partition: r.offset + 1 for r in fresh}
-        delta.base_offsets = {p: self._applied[p] for p in delta.offsets if p in self._applied}
-        outcome = self._store.apply(delta) if delta.offsets else ApplyOutcome.APPLIED
+        with tracing.batch_span(
+            "reco.processor.batch", (e.trace for e in events), records=len(records)
+        ):
+            delta = self._fold(events)
+            delta.offsets = {r.partition: r.offset + 1 for r in fresh}
+            delta.base_offsets = {p: self._applied[p] for p in delta.offsets if p in self._applied}
+            outcome = self._store.apply(delta) if delta.offsets else ApplyOutcome.APPLIED
         if outcome is not ApplyOutcome.APPLIED:
             self._refused(outcome, delta)
             return BatchResult(len(records), 0, refused=outcome.value)

@@ -32,7 +32,10 @@ def create_app(settings: ArchiverSettings) -> FastAPI:
         )
         archive = parts["archive"] = open_archive(settings.database_url.get_secret_value())
         consumer = parts["consumer"] = KafkaConsumer(
-            settings.kafka_bootstrap, settings.topic, settings.group
+            settings.kafka_bootstrap,
+            settings.topic,
+            settings.group,
+            config={"session.timeout.ms": settings.session_timeout_ms},
         )
         loop = parts["loop"] = BatchLoop(
             Archiver(consumer, archive, metrics, group=settings.group),

@@ -39,7 +39,10 @@ def create_app(settings: ProcessorSettings) -> FastAPI:
         )
         catalog = parts["catalog"] = open_catalog(settings.database_url.get_secret_value())
         consumer = parts["consumer"] = KafkaConsumer(
-            settings.kafka_bootstrap, settings.topic, settings.group
+            settings.kafka_bootstrap,
+            settings.topic,
+            settings.group,
+            config={"session.timeout.ms": settings.session_timeout_ms},
         )
         processor = Processor(consumer, store, catalog, settings, metrics, group=settings.group)
         loop = parts["loop"] = BatchLoop(

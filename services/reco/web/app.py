@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from reco import __version__
+from reco import __version__, tracing
 from reco.exceptions import BackendUnavailable
 from reco.metrics import Metrics
 from reco.settings import HttpSettings
@@ -42,6 +42,7 @@ def base_app(
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s)
     app.include_router(probes_router(checks, metrics.registry))
     app.add_exception_handler(BackendUnavailable, _backend_unavailable)
+    tracing.setup(app, settings, role)
     return app
 
 
