@@ -17,7 +17,7 @@ import pytest
 from reco.demo import generate
 from reco.settings import ProcessorSettings
 from tests.conftest import wait_until
-from tests.integration.conftest import assert_same_features, reference_snapshot
+from tests.integration.conftest import PARTITIONS, assert_same_features, reference_snapshot
 from tests.support.servers import KafkaServer, RedisServer
 from tests.support.stack import Stack, post_events
 
@@ -40,15 +40,7 @@ def _settings(env: dict[str, str]) -> ProcessorSettings:
 
 def _drained(stack: Stack, events: int) -> None:
     """Every partition of the processor group committed up to the end of the topic."""
-    processor = stack["processor"]
-    wait_until(
-        lambda: (
-            processor.metric("events_processed_total") > 0
-            and processor.metric("reco_processor_consumer_lag") == 0
-        ),
-        timeout_s=120,
-        every_s=0.5,
-    )
+    wait_until(lambda: stack["processor"].caught_up(PARTITIONS), timeout_s=120, every_s=0.5)
 
 
 def _shop(users: int, seed: int = 5) -> Any:
@@ -92,7 +84,7 @@ def test_events_in_recommendations_out(stack: Stack, stack_env: dict[str, str]) 
     # The archiver, its own consumer group, has every event.
     wait_until(
         lambda: (
-            stack["archiver"].metric("reco_processor_consumer_lag") == 0
+            stack["archiver"].caught_up(PARTITIONS)
             and stack["archiver"].metric("events_archived_total") >= len(shop.events) + 1
         ),
         timeout_s=60,

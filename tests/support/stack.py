@@ -80,7 +80,11 @@ class ServiceProcess:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""
-        total = 0.0
+        return sum(self.samples(name, **labels))
+
+    def samples(self, name: str, **labels: str) -> list[float]:
+        """The values of the samples of ``name`` whose labels include ``labels``."""
+        values = []
         for line in httpx.get(self.url + "/metrics", timeout=5).text.splitlines():
             if not line.startswith(name):
                 continue
@@ -88,8 +92,13 @@ class ServiceProcess:
             if head.split("{")[0] != name:
                 continue
             if all(f'{k}="{v}"' in head for k, v in labels.items()):
-                total += float(value)
-        return total
+                values.append(float(value))
+        return values
+
+    def caught_up(self, partitions: int) -> bool:
+        """The consumer group's lag is known for every partition, and zero."""
+        lags = self.samples("reco_processor_consumer_lag")
+        return len(lags) == partitions and not any(lags)
 
     def tail(self, lines: int = 40) -> str:
         if not self.log_path.exists():

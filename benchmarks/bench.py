@@ -1,0 +1,311 @@
+"""``make bench``: throughput, latency and freshness of the engine, printed as one JSON object
+and written to ``benchmarks/results/``.
+
+Each figure is the median of ``--repeats`` runs. Load comes from other processes on
+127.0.0.1 (wrk for closed-loop HTTP load, ``benchmarks.load`` for batches, freshness and an
+open-loop fixed rate). ``api_ceiling_rps`` is a trivial endpoint of the same server under the
+same load in the same run, so that
+``api_rps / api_ceiling_rps`` means something on a noisy machine. The ceiling is
+``GET /popular?count=1``: one store read (one Redis round trip in the stack), the same
+framework, middleware and serialisation as ``/recommendations``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+RESULTS = Path(__file__).parent / "results"
+VEGETA = str(Path(os.environ.get("RECO_CACHE", Path.home() / ".cache/reco-engine")) / "bin/vegeta")
+CONCURRENCY = 16
+
+POST_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"user_id": "wrk-user", "item_id": "running-00-cap", "type": "view"}'
+"""
+USERS_LUA = """
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/recommendations?count=10&user_id=shopper-" ..
+                    string.format("%03d", n % 299 + 1))
+end
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@contextmanager
+def embedded_server(data_dir: Path) -> Iterator[str]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "reco.cli", "--log-level", "warning", "dev", "--demo",
+           "--port", str(port), "--data-dir", str(data_dir)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the engine did not become ready")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def wrk(url: str, path: str, script: str, seconds: float) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    duration = f"-d{max(1, round(seconds))}s"
+    cmd = ["wrk", "-t2", f"-c{CONCURRENCY}", duration, "--latency", "-s", f.name, url + path]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    os.unlink(f.name)
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw errors on {path}:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    pct = {q: _ms(v) for q, v in re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, flags=re.MULTILINE)}
+    return {"rps": rps, "p50_ms": pct["50"], "p99_ms": pct["99"]}
+
+
+def vegeta(url: str, paths: list[str], rate: int, seconds: float) -> dict[str, float]:
+    """Open loop: requests leave at ``rate``/s whatever the server does, so a slow response
+    shows in the latency instead of slowing the client (no coordinated omission)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("".join(f"GET {url}{p}\n" for p in paths))
+    attack = subprocess.run(
+        [VEGETA, "attack", f"-targets={f.name}", f"-rate={rate}", f"-duration={seconds}s",
+         "-max-workers=64"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    os.unlink(f.name)
+    report = orjson.loads(
+        subprocess.run(
+            [VEGETA, "report", "-type=json"], input=attack, capture_output=True, check=True
+        ).stdout
+    )
+    lat = report["latencies"]
+    return {
+        "rps": report["throughput"],
+        "success": report["success"],
+        "p50_ms": lat["50th"] / 1e6,
+        "p99_ms": lat["99th"] / 1e6,
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def load(kind: str, url: str, *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.load", kind, "--url", url, *args],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    result: dict[str, Any] = orjson.loads(out)
+    return result
+
+
+def median_of(repeats: int, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+    runs = [run() for _ in range(repeats)]
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def processor_throughput(events: int) -> float:
+    """Events/s of the embedded processor rebuilding its features from a log of ``events``."""
+    from reco.demo import generate
+    from reco.embedded import EmbeddedEngine
+    from reco.events import EventValidator
+    from reco.settings import EmbeddedSettings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = EmbeddedSettings(data_dir=Path(tmp))
+        shop = generate(seed=11, users=max(10, events // 15), now=time.time())
+        validator = EventValidator(settings.event_weights, settings.max_future_skew_s)
+        stamped = [validator.validate(e) for e in shop.events[:events]]
+        engine = EmbeddedEngine.open(settings)
+        for start in range(0, len(stamped), 5000):
+            engine.producer.produce(stamped[start : start + 5000])
+        engine.close()
+        engine = EmbeddedEngine.open(settings)
+        started = time.perf_counter()
+        engine.start()
+        engine.processor.wait_caught_up(600)
+        elapsed = time.perf_counter() - started
+        engine.close()
+    return len(stamped) / elapsed
+
+
+def measure_http(api: str, ingest: str, seconds: float, repeats: int) -> dict[str, Any]:
+    """The figures both modes share, against an api URL and an ingest URL."""
+    users = [f"/recommendations?count=10&user_id=shopper-{n:03d}" for n in range(1, 300)]
+    reco = median_of(repeats, lambda: wrk(api, "/", USERS_LUA, seconds))
+    ceiling = median_of(repeats, lambda: wrk(api, "/popular?count=1", "", seconds))
+    fixed = median_of(repeats, lambda: vegeta(api, users, 1000, seconds))
+    fresh = load("freshness", api, "--ingest", ingest, "--samples", "300")
+    single = median_of(repeats, lambda: wrk(ingest, "/events", POST_LUA, seconds))
+    batch = median_of(repeats, lambda: load("ingest-batch", ingest, "--seconds", str(seconds)))
+    return {
+        "ingest_single_events_per_s": round(single["rps"]),
+        "ingest_batch_events_per_s": round(batch["events_per_s"]),
+        "freshness_p50_ms": round(fresh["p50_ms"], 2),
+        "freshness_p99_ms": round(fresh["p99_ms"], 2),
+        "api_concurrency": CONCURRENCY,
+        "api_rps": round(reco["rps"]),
+        "api_p50_ms": round(reco["p50_ms"], 2),
+        "api_p99_ms": round(reco["p99_ms"], 2),
+        "api_ceiling_rps": round(ceiling["rps"]),
+        "api_rps_over_ceiling": round(reco["rps"] / ceiling["rps"], 3),
+        "api_fixed_rate_rps": round(fixed["rps"]),
+        "api_fixed_rate_p50_ms": round(fixed["p50_ms"], 2),
+        "api_fixed_rate_p99_ms": round(fixed["p99_ms"], 2),
+        "api_fixed_rate_success": fixed["success"],
+    }
+
+
+def bench_embedded(seconds: float, repeats: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, embedded_server(Path(tmp)) as url:
+        out = measure_http(url, url, seconds, repeats)
+    out["processor_events_per_s"] = round(
+        statistics.median(processor_throughput(100_000) for _ in range(repeats))
+    )
+    return out
+
+
+def bench_stack(seconds: float, repeats: int) -> dict[str, Any]:
+    from reco.demo import generate
+    from tests.support.stack import local_stack, post_events
+
+    with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp)) as stack:
+        api, ingest = stack["api"].url, stack["ingest"].url
+        shop = generate()
+        httpx.put(api + "/items", json=shop.items, timeout=60).raise_for_status()
+        post_events(ingest, shop.events)
+        out = measure_http(api, ingest, seconds, repeats)
+        out["processor_events_per_s"] = round(
+            statistics.median(stack_processor_throughput(stack) for _ in range(repeats))
+        )
+    return out
+
+
+def stack_processor_throughput(stack: Any, events: int = 50_000) -> float:
+    """Events/s of one processor catching up on ``events`` produced while it was stopped."""
+    from reco.demo import generate
+    from tests.support.stack import post_events
+
+    processor = stack["processor"]
+    processor.stop()
+    shop = generate(seed=int(time.time()), users=events // 15, now=time.time())
+    post_events(stack["ingest"].url, shop.events[:events])
+    processor.start()
+    started = time.perf_counter()
+    done = processor.metric("events_processed_total")
+    while processor.metric("reco_processor_consumer_lag") > 0 or done == 0:
+        time.sleep(0.2)
+        done = processor.metric("events_processed_total")
+    return done / (time.perf_counter() - started)
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    if Path("/proc/cpuinfo").exists():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mode", choices=["embedded", "stack", "both"], default="both")
+    args = parser.parse_args()
+    modes = {"embedded", "stack"} if args.mode == "both" else {args.mode}
+    result: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "seconds_per_run": args.seconds,
+        "repeats": args.repeats,
+        "embedded": bench_embedded(args.seconds, args.repeats) if "embedded" in modes else None,
+        "stack": bench_stack(args.seconds, args.repeats) if "stack" in modes else None,
+    }
+    text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = result["date"].replace(":", "").replace("-", "")
+    for name in (f"{stamp}.json", "latest.json"):
+        (RESULTS / name).write_text(text + "\n")
+    render_docs(result)
+
+
+TARGETS = {
+    "ingest_batch_events_per_s": ">= 100,000",
+    "processor_events_per_s": ">= 50,000",
+    "freshness_p99_ms": "<= 100",
+    "api_rps_over_ceiling": ">= 0.7",
+    "api_fixed_rate_p99_ms": "<= 2 (embedded), <= 5 (stack)",
+}
+DOCS = Path(__file__).parent.parent / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def render_docs(result: dict[str, Any]) -> None:
+    """Put the table of ``result`` between the markers of docs/benchmarks.md."""
+    modes = [m for m in ("embedded", "stack") if result.get(m)]
+    keys = list(dict.fromkeys(k for m in modes for k in result[m]))
+    lines = [
+        f"Measured {result['date']} on {result['machine']['cpu']}, "
+        f"{result['machine']['cores']} cores, Python {result['machine']['python']}; "
+        f"median of {result['repeats']} runs of {result['seconds_per_run']:g} s.",
+        "",
+        "| figure | " + " | ".join(modes) + " | target |",
+        "| --- | " + " | ".join("---:" for _ in modes) + " | --- |",
+    ]
+    for key in keys:
+        cells = [f"{result[m].get(key, ''):,}" if isinstance(result[m].get(key), int)
+                 else str(result[m].get(key, "")) for m in modes]  # fmt: skip
+        lines.append(f"| `{key}` | " + " | ".join(cells) + f" | {TARGETS.get(key, '')} |")
+    text = DOCS.read_text()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    DOCS.write_text(f"{head}{BEGIN}\n" + "\n".join(lines) + f"\n{END}{tail}")
+
+
+if __name__ == "__main__":
+    main()
