@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass
 
 from reco.adapters.factory import open_catalog, open_feature_store
-from reco.adapters.kafka_log import KafkaConsumer
 from reco.metrics import Metrics
 from reco.processor import Processor
+from reco.services.common import ensure_event_topic, open_consumer
 from reco.settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,8 @@ def rebuild(settings: ProcessorSettings, *, assign_timeout_s: float = 60.0) -> R
     )
     catalog = open_catalog(settings.database_url.get_secret_value())
     group = f"reco-rebuild-{uuid.uuid4().hex[:8]}"
-    consumer = KafkaConsumer(
-        settings.kafka_bootstrap,
-        settings.topic,
-        group,
-        config={"session.timeout.ms": settings.session_timeout_ms},
-    )
+    partitions = ensure_event_topic(settings)
+    consumer = open_consumer(settings, group)
     started = time.perf_counter()
     records = applied = 0
     try:
@@ -58,7 +54,10 @@ def rebuild(settings: ProcessorSettings, *, assign_timeout_s: float = 60.0) -> R
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"no partition of {settings.topic} assigned to {group}")
                 continue
-            if not any(consumer.lag().values()):
+            lag = consumer.lag()
+            # Done when the end of every partition is known and reached: lag() leaves out
+            # a partition whose end it could not learn yet.
+            if len(lag) == partitions and not any(lag.values()):
                 break
         log.info("rebuilt features from %d records of %s", records, settings.topic)
     finally:

@@ -40,7 +40,16 @@ def _settings(env: dict[str, str]) -> ProcessorSettings:
 
 def _drained(stack: Stack, events: int) -> None:
     """Every partition of the processor group committed up to the end of the topic."""
-    wait_until(lambda: stack["processor"].caught_up(PARTITIONS), timeout_s=120, every_s=0.5)
+    processor = stack["processor"]
+    try:
+        wait_until(lambda: processor.caught_up(PARTITIONS), timeout_s=180, every_s=0.5)
+    except AssertionError:
+        lags = processor.samples("reco_processor_consumer_lag")
+        done = processor.metric("events_processed_total")
+        raise AssertionError(
+            f"processor not caught up on {events} events: lags {lags}, processed {done}\n"
+            f"{processor.tail(60)}"
+        ) from None
 
 
 def _shop(users: int, seed: int = 5) -> Any:

@@ -1,10 +1,19 @@
-"""What the services share: stopping the process when a worker thread dies."""
+"""What the services share: the topic, the consumer of a group, the batch-loop lifecycle."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from typing import Any
+
+from fastapi import FastAPI
+
+from reco.adapters.kafka_log import KafkaConsumer, ensure_topic
+from reco.loop import BatchLoop, BatchStep
+from reco.settings import ConsumerSettings, StackSettings
 
 log = logging.getLogger(__name__)
 
@@ -14,3 +23,56 @@ def stop_process(exc: BaseException) -> None:
     must not linger as a healthy-looking process; its supervisor restarts it."""
     log.critical("stopping the service: %s", exc)
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def ensure_event_topic(settings: StackSettings) -> int:
+    """Create the event topic unless it exists; return how many partitions it has."""
+    return ensure_topic(
+        settings.kafka_bootstrap,
+        settings.topic,
+        settings.topic_partitions,
+        settings.topic_replication,
+    )
+
+
+def open_consumer(settings: ConsumerSettings, group: str) -> KafkaConsumer:
+    return KafkaConsumer(
+        settings.kafka_bootstrap,
+        settings.topic,
+        group,
+        config={"session.timeout.ms": settings.session_timeout_ms},
+    )
+
+
+def batch_loop_lifespan(
+    parts: dict[str, Any],
+    build: Callable[[], BatchStep],
+    *,
+    name: str,
+    batch_size: int,
+    poll_timeout_s: float,
+    closing: Iterable[str],
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """A lifespan that runs ``build()``'s step on a ``BatchLoop`` and, at shutdown, lets it
+    finish its batch before closing ``parts[name]`` for each of ``closing``. ``build``
+    opens the backends into ``parts`` so that readiness checks can reach them."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loop = parts["loop"] = BatchLoop(
+            build(),
+            batch_size=batch_size,
+            poll_timeout_s=poll_timeout_s,
+            name=name,
+            on_fatal=stop_process,
+        )
+        loop.start()
+        try:
+            yield
+        finally:
+            loop.stop()
+            for part in closing:
+                with suppress(Exception):
+                    parts[part].close()
+
+    return lifespan

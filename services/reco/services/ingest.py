@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from reco.adapters.kafka_log import KafkaProducer, ensure_topic
+from reco.adapters.kafka_log import KafkaProducer
 from reco.ingest import IngestService
 from reco.ingest import router as ingest_router
 from reco.metrics import Metrics
+from reco.services.common import ensure_event_topic
 from reco.settings import IngestSettings
 from reco.web.app import base_app
 
@@ -21,12 +22,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ensure_topic(
-            settings.kafka_bootstrap,
-            settings.topic,
-            settings.topic_partitions,
-            settings.topic_replication,
-        )
+        ensure_event_topic(settings)
         producer = state["producer"] = KafkaProducer(
             settings.kafka_bootstrap, settings.topic, delivery_timeout_s=settings.produce_timeout_s
         )

@@ -6,18 +6,14 @@ and leaves the consumer group cleanly.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import FastAPI
 
 from reco.adapters.factory import open_catalog, open_feature_store
-from reco.adapters.kafka_log import KafkaConsumer, ensure_topic
-from reco.loop import BatchLoop
 from reco.metrics import Metrics
 from reco.processor import Processor
-from reco.services.common import stop_process
+from reco.services.common import batch_loop_lifespan, ensure_event_topic, open_consumer
 from reco.settings import ProcessorSettings
 from reco.web.app import base_app
 
@@ -26,40 +22,17 @@ def create_app(settings: ProcessorSettings) -> FastAPI:
     metrics = Metrics()
     parts: dict[str, Any] = {}
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ensure_topic(
-            settings.kafka_bootstrap,
-            settings.topic,
-            settings.topic_partitions,
-            settings.topic_replication,
-        )
-        store = parts["store"] = open_feature_store(
+    def build() -> Processor:
+        ensure_event_topic(settings)
+        parts["store"] = open_feature_store(
             settings.redis_url.get_secret_value(), settings, prefix=settings.redis_prefix
         )
-        catalog = parts["catalog"] = open_catalog(settings.database_url.get_secret_value())
-        consumer = parts["consumer"] = KafkaConsumer(
-            settings.kafka_bootstrap,
-            settings.topic,
-            settings.group,
-            config={"session.timeout.ms": settings.session_timeout_ms},
-        )
-        processor = Processor(consumer, store, catalog, settings, metrics, group=settings.group)
-        loop = parts["loop"] = BatchLoop(
-            processor,
-            batch_size=settings.batch_size,
-            poll_timeout_s=settings.poll_timeout_s,
-            name="reco-processor",
-            on_fatal=stop_process,
-        )
-        loop.start()
-        try:
-            yield
-        finally:
-            loop.stop()
-            for name in ("consumer", "catalog", "store"):
-                with suppress(Exception):
-                    parts[name].close()
+        parts["catalog"] = open_catalog(settings.database_url.get_secret_value())
+        parts["consumer"] = open_consumer(settings, settings.group)
+        return Processor(
+            parts["consumer"], parts["store"], parts["catalog"], settings, metrics,
+            group=settings.group,
+        )  # fmt: skip
 
     return base_app(
         role="processor",
@@ -69,6 +42,13 @@ def create_app(settings: ProcessorSettings) -> FastAPI:
             "loop": lambda: "loop" in parts and parts["loop"].alive,
             "redis": lambda: "store" in parts and parts["store"].ready(),
         },
-        lifespan=lifespan,
+        lifespan=batch_loop_lifespan(
+            parts,
+            build,
+            name="reco-processor",
+            batch_size=settings.batch_size,
+            poll_timeout_s=settings.poll_timeout_s,
+            closing=("consumer", "catalog", "store"),
+        ),
         description="Consumes events from Kafka and keeps the features in Redis current.",
     )
