@@ -2,6 +2,7 @@
 
 reco dev [--demo]                       ingest + processor + api in one process
 reco replay FILE --format F [--url U]   send a dataset to a running engine
+reco eval --train T --format F ...      measure recommendation quality (EVALUATION.md)
 """
 
 from __future__ import annotations
@@ -88,6 +89,20 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY'")
     replay.add_argument("--no-items", action="store_true", help="do not upsert catalog items")
     replay.set_defaults(run=_replay)
+
+    ev = sub.add_parser("eval", help="measure recommendation quality (EVALUATION.md)")
+    ev.add_argument("--train", type=Path, required=True, help="training file (or the whole set)")
+    ev.add_argument("--test", type=Path, help="test file of the next protocol")
+    ev.add_argument("--split-days", type=float, help="test = sessions ending in the last D days")
+    ev.add_argument("--format", required=True, choices=sorted(FORMATS))
+    ev.add_argument("--protocol", default="next", choices=["next", "user"])
+    ev.add_argument("--mode", default="static", choices=["static", "online"])
+    ev.add_argument("--k", type=int, default=20, help="largest cut-off K (default 20)")
+    ev.add_argument("--baselines", default="pop,spop,sr,vsknn", help="comma-separated, or none")
+    ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--plot", type=Path, help="write HR@K and MRR@K curves to this PNG")
+    ev.set_defaults(run=_eval)
     return parser
 
 
@@ -205,6 +220,28 @@ def _replay(args: argparse.Namespace) -> int:
         f"{report.seconds:.1f} s, {report.events_per_s:,.0f} events/s"
     )
     return 0 if report.rejected == 0 else 1
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import orjson
+
+    from reco.evaluation import EvalConfig, run
+    from reco.evaluation.report import plot, table
+
+    names = () if args.baselines == "none" else tuple(filter(None, args.baselines.split(",")))
+    config = EvalConfig(
+        train=args.train, fmt=args.format, test=args.test, split_days=args.split_days,
+        protocol=args.protocol, mode=args.mode, k=args.k, baselines=names, seed=args.seed,
+    )  # fmt: skip
+    try:
+        result = run(config)
+    except ValueError as exc:
+        print(f"reco eval: {exc}", file=sys.stderr)
+        return 2
+    if args.plot:
+        plot(result, args.plot)
+    print(orjson.dumps(result).decode() if args.json else table(result))
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,181 @@
+"""The engine under test, wired as in embedded mode but in process and without threads.
+
+Events take the production path after ingest's validation (done at load, see ``data``):
+``Event.to_json`` → an event log → ``Processor`` batches → a ``MemoryFeatureStore``; a
+recommendation is ``Recommender.recommend`` with every exclusion rule off, because the
+protocol's candidates include the items already in the session (EVALUATION.md §4).
+
+The log is an in-memory list behind the ``EventConsumer`` port: the SQLite log would add
+disk writes to every replayed event and time nothing the evaluation is about. The catalog is
+empty: no business rule is applied, and categories come from the events' properties, which
+the processor prefers to the catalog anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from reco.adapters.memory_features import MemoryFeatureStore
+from reco.api.service import Recommender
+from reco.catalog import Item, ItemIn
+from reco.evaluation.frozen import FrozenFeatures
+from reco.evaluation.metrics import Ranking, Rest
+from reco.events import Event
+from reco.metrics import Metrics
+from reco.ports import FeatureStore, Record
+from reco.processor import Processor
+from reco.rules import RuleOptions
+from reco.settings import EngineSettings
+
+GROUP = "reco-eval"
+EVAL_OPTIONS = RuleOptions(exclude_seen=False, exclude_purchased=False, in_stock_only=False)
+
+
+class MemoryLog:
+    """An append-only, single-partition event log in a list; one consumer reads it."""
+
+    def __init__(self) -> None:
+        self._records: list[Record] = []
+        self._position = 0
+        self._committed = 0
+        self.dead: list[tuple[int, str]] = []
+
+    def append(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._records.append(Record(0, len(self._records), event.user_id, event.to_json()))
+
+    # -- EventConsumer ------------------------------------------------------------------
+    def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        batch = self._records[self._position : self._position + max_records]
+        self._position += len(batch)
+        return batch
+
+    def seek(self, offsets: Mapping[int, int]) -> None:
+        self._position = offsets.get(0, 0)
+
+    def commit(self, offsets: Mapping[int, int]) -> None:
+        self._committed = offsets.get(0, self._committed)
+
+    def assignments(self) -> int:
+        return 1
+
+    def lag(self) -> dict[int, int]:
+        return {0: len(self._records) - self._committed}
+
+    def dead_letter(self, record: Record, reason: str) -> None:
+        self.dead.append((record.offset, reason))
+
+    def close(self) -> None:
+        return None
+
+
+class NullCatalog:
+    """A catalog that knows no item: every item counts as in stock and uncategorised."""
+
+    def upsert(self, items: Sequence[ItemIn]) -> list[Item]:
+        raise NotImplementedError("the evaluation catalog is read-only and empty")
+
+    def get(self, item_id: str) -> Item | None:
+        return None
+
+    def get_many(self, item_ids: Iterable[str]) -> dict[str, Item]:
+        return {}
+
+    def count(self) -> int:
+        return 0
+
+    def ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+class EngineSystem:
+    """The engine as a ``System``: training is the processor draining ``T`` from the log.
+
+    Static mode replays through a second processor over ``FrozenFeatures`` (see there why);
+    online mode appends each replayed event to the training log, so the same processor and
+    store learn from it exactly as in production.
+    """
+
+    name = "engine"
+
+    def __init__(self, settings: EngineSettings, *, batch_size: int = 2000) -> None:
+        # A cached response would hide the cost of a recommendation and nothing else: every
+        # event changes the session's version, so the cache would never hit anyway.
+        self._settings = settings.model_copy(update={"cache_ttl_s": 0.0})
+        self._batch = batch_size
+        self._catalog = NullCatalog()
+        self._metrics = Metrics()
+        self.store = self._new_store()
+        self._log = MemoryLog()
+        self._processor = self._new_processor(self._log, self.store)
+        self._frozen: FrozenFeatures | None = None
+        self._recommender = Recommender(self.store, self._catalog, self._settings, self._metrics)
+
+    def _new_store(self) -> MemoryFeatureStore:
+        s = self._settings
+        return MemoryFeatureStore(
+            max_related_per_item=s.max_related_per_item,
+            max_popular=s.max_popular,
+            max_sessions=s.max_sessions,
+            dedupe_window=s.dedupe_window,
+        )
+
+    def _new_processor(self, log: MemoryLog, store: FeatureStore) -> Processor:
+        processor = Processor(log, store, self._catalog, self._settings, self._metrics, group=GROUP)
+        processor.resume()
+        return processor
+
+    def fit(self, train: Sequence[Event], *, online: bool) -> None:
+        self._log.append(train)
+        while self._processor.run_once(self._batch, 0).records:
+            pass
+        if not online:
+            self._frozen = FrozenFeatures(self.store)
+            self._log = MemoryLog()
+            self._processor = self._new_processor(self._log, self._frozen)
+            self._recommender = Recommender(
+                self._frozen, self._catalog, self._settings, self._metrics
+            )
+
+    def observe(self, event: Event) -> None:
+        """One record, one processor batch: the event is applied before the next request."""
+        self._log.append([event])
+        self._processor.run_once(1, 0)
+
+    def rank(
+        self, *, session_id: str | None, user_id: str | None, n: int, exclude: frozenset[str]
+    ) -> Ranking:
+        response = self._recommender.recommend(
+            user_id=None if session_id is not None else user_id,
+            session_id=session_id,
+            count=n + len(exclude),
+            options=EVAL_OPTIONS,
+        )
+        items = tuple(r.item_id for r in response.items)
+        scores = tuple(r.score for r in response.items)
+        return Ranking(items, scores, _rest(scores, n + len(exclude))).without(exclude)
+
+    def end_session(self, session_id: str) -> None:
+        if self._frozen is not None:
+            self._frozen.forget()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The trained features (the frozen model in static mode, the live one online)."""
+        return self.store.snapshot()
+
+
+def _rest(scores: tuple[float, ...], asked: int) -> Rest:
+    """What the engine's answer says about the items it left out.
+
+    An item with no signal scores 0 and the engine pads with such items only once every
+    scored candidate is listed; a shorter answer than asked lists every scored candidate.
+    """
+    if scores and scores[-1] == 0.0:
+        return Rest.TIED
+    if len(scores) < asked:
+        return Rest.BELOW
+    return Rest.TRUNCATED
