@@ -26,7 +26,9 @@ from typing import Any
 
 import confluent_kafka
 
-from reco.adapters.kafka_log import KafkaConsumer, KafkaProducer, ensure_topic
+from reco.adapters.kafka_consumer import KafkaConsumer
+from reco.adapters.kafka_producer import KafkaProducer
+from reco.adapters.kafka_topics import ensure_topic
 from reco.events import Event
 from tests.support.servers import KafkaServer
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from reco.adapters.kafka_log import KafkaConsumer, KafkaProducer
+from reco.adapters.kafka_consumer import KafkaConsumer
+from reco.adapters.kafka_producer import KafkaProducer
 from reco.adapters.sqlite_log import SqliteConsumer, SqliteEventLog
 from reco.events import Event
 from reco.ports import EventConsumer, EventProducer, Record

@@ -12,7 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from reco.adapters.kafka_log import KafkaConsumer, KafkaProducer, ensure_topic
+from reco.adapters.kafka_consumer import KafkaConsumer
+from reco.adapters.kafka_producer import KafkaProducer
+from reco.adapters.kafka_topics import ensure_topic
 from reco.events import Event
 from reco.exceptions import BackendUnavailable, ConfigError
 from tests.adapters.test_event_log import by_partition, make_events, poll_until, read_topic
@@ -235,7 +237,7 @@ def test_ensure_topic_creates_once_and_warns_about_fewer_partitions(
     topic_name: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="reco.adapters.kafka_log")
+    caplog.set_level(logging.INFO, logger="reco.adapters.kafka_topics")
 
     assert (
         ensure_topic(kafka_server.bootstrap, topic_name, 3, config={"retention.ms": "60000"}) == 3

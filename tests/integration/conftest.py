@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from reco.adapters.factory import open_catalog
-from reco.adapters.kafka_log import KafkaConsumer
+from reco.adapters.kafka_consumer import KafkaConsumer
 from reco.adapters.memory_features import MemoryFeatureStore
 from reco.metrics import Metrics
 from reco.processor import Processor

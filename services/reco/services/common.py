@@ -11,7 +11,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from reco.adapters.kafka_log import KafkaConsumer, ensure_topic
+from reco.adapters.kafka_consumer import KafkaConsumer
+from reco.adapters.kafka_topics import ensure_topic
 from reco.loop import BatchLoop, BatchStep
 from reco.settings import ConsumerSettings, StackSettings
 

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from reco.adapters.kafka_log import KafkaProducer
+from reco.adapters.kafka_producer import KafkaProducer
 from reco.ingest import IngestService
 from reco.ingest import router as ingest_router
 from reco.metrics import Metrics

@@ -1,23 +1,15 @@
-"""The event log on Apache Kafka (confluent-kafka / librdkafka): producer, group consumer, topics.
+"""The event log's group consumer on Kafka, for the processor, the archiver and rebuilds.
 
-Ingest answers 202 only once Kafka holds the event, so ``KafkaProducer.produce`` waits for
-the delivery report of every event of the call and turns any failure or timeout into
-``BackendUnavailable`` (ingest answers 503; the client sends again; the processor drops the
-duplicates by event id). The processor keeps its own offsets in the feature store, so
-``KafkaConsumer`` starts each partition where the store says (``seek``), commits only what
-it is told, and treats the group's committed offsets as progress reporting (``lag``) and as
-a hint, never as the truth.
-
-Only this module imports ``confluent_kafka`` (import-linter contract ``backends``).
+The processor keeps its own offsets in the feature store, so ``KafkaConsumer`` starts each
+partition where the store says (``seek``), commits only what it is told, and treats the
+group's committed offsets as progress reporting (``lag``) and as a hint, never as the truth.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import (
@@ -30,36 +22,27 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic  # admin re-exports it, but not for mypy
 
-from reco.events import Event
-from reco.exceptions import BackendFailed, BackendUnavailable, ConfigError
+from reco.adapters.kafka_producer import Deliveries
+from reco.adapters.kafka_topics import (
+    DEAD_LETTER_SUFFIX,
+    connection_settings,
+    ensure_topic,
+    error_of,
+)
+from reco.exceptions import BackendFailed, BackendUnavailable
 from reco.ports import Record
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_SUFFIX = ".dlq"
-
-# Client settings that every client of one cluster shares (where and how to connect), as
-# opposed to producer- or consumer-only tuning. The dead-letter producer and the admin client
-# of a consumer take these from the consumer's ``config`` so one set of credentials suffices.
-_CONNECTION_PREFIXES = ("bootstrap.", "security.", "sasl.", "ssl.", "socket.", "broker.")
-
-# How long a delivery report may trail librdkafka's own message timeout: reports of expired
-# messages are raised by a periodic scan, so ``message.timeout.ms`` is set this much (at most
-# a quarter of the deadline) below the caller's deadline, and a timeout is normally reported
-# with librdkafka's own reason.
-_REPORT_MARGIN_S = 0.5
-# While waiting for its reports, ``produce`` flushes in slices this long: ``flush()`` makes
-# librdkafka send at once (it ignores ``linger.ms``), and between slices the call checks its
-# own reports, since with concurrent callers the queue may never be empty as a whole.
-_WAIT_SLICE_S = 0.01
 # The ``lag()`` queries (committed offsets, watermarks) are broker round trips made on the
 # processor's thread; a short timeout keeps a dead broker from stalling a batch for long.
 _LAG_QUERY_TIMEOUT_S = 1.0
+
+
 # Poison records are read by people, later: keep them longer than the event stream.
 _DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+
 
 # Commit errors that only mean this member no longer owns the partitions (a rebalance went
 # on). Nothing is lost: the feature store holds the offsets it applied, and the next owner
@@ -74,315 +57,6 @@ _LOST_OWNERSHIP = frozenset(
         KafkaError._ASSIGNMENT_LOST,
     }
 )
-# Topic creation errors a person must fix (not a passing outage).
-_BAD_TOPIC_REQUEST = frozenset(
-    {
-        KafkaError.INVALID_PARTITIONS,
-        KafkaError.INVALID_REPLICATION_FACTOR,
-        KafkaError.INVALID_CONFIG,
-        KafkaError.TOPIC_EXCEPTION,
-        KafkaError.POLICY_VIOLATION,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    }
-)
-
-
-def _connection(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (config or {}).items() if k.startswith(_CONNECTION_PREFIXES)}
-
-
-def _error_of(exc: KafkaException) -> KafkaError | None:
-    first = exc.args[0] if exc.args else None
-    return first if isinstance(first, KafkaError) else None
-
-
-# -- topics ------------------------------------------------------------------------------
-
-
-def ensure_topic(
-    bootstrap: str,
-    topic: str,
-    partitions: int,
-    replication: int = 1,
-    config: Mapping[str, str] | None = None,
-    *,
-    client_config: Mapping[str, Any] | None = None,
-    timeout_s: float = 30.0,
-) -> int:
-    """Create ``topic`` unless it exists; return how many partitions it has.
-
-    Idempotent: an existing topic is fine. One with fewer partitions than asked is left as
-    it is, with a warning: adding partitions moves keys to other partitions (a user's events
-    would no longer be in order), so it is an operator's decision, not a side effect of a
-    start. ``replication=-1`` takes the broker's ``default.replication.factor``.
-    ``client_config`` carries connection settings (security) for the admin client.
-
-    Raises ``ConfigError`` when the cluster refuses the request (bad replication factor,
-    policy, authorization) and ``BackendUnavailable`` when it cannot be reached.
-    """
-    settings: dict[str, Any] = {
-        **_connection(client_config),
-        "bootstrap.servers": bootstrap,
-        "logger": log,
-    }
-    admin = AdminClient(settings)
-    new_topic = NewTopic(
-        topic, num_partitions=partitions, replication_factor=replication, config=dict(config or {})
-    )
-    futures = admin.create_topics(
-        [new_topic], operation_timeout=timeout_s, request_timeout=timeout_s
-    )
-    created = True
-    try:
-        futures[topic].result(timeout=timeout_s + 5)
-    except KafkaException as exc:
-        error = _error_of(exc)
-        if error is None or error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            if error is not None and error.code() in _BAD_TOPIC_REQUEST:
-                raise ConfigError(f"cannot create topic {topic}: {error.str()}") from exc
-            raise BackendUnavailable(f"cannot create topic {topic} at {bootstrap}: {exc}") from exc
-        created = False
-    except concurrent.futures.TimeoutError as exc:
-        raise BackendUnavailable(
-            f"creating topic {topic} at {bootstrap} took over {timeout_s:.0f} s"
-        ) from exc
-
-    actual = _wait_for_leaders(admin, topic, partitions if created else None, timeout_s)
-    if created:
-        log.info("created topic %s: %d partitions, replication %d", topic, actual, replication)
-    elif actual < partitions:
-        log.warning(
-            "topic %s has %d partitions, fewer than the %d asked for: at most %d consumers of "
-            "a group get records; add partitions with kafka-topics --alter --partitions %d "
-            "if that is meant (it moves keys, so one user's events lose their order once)",
-            topic,
-            actual,
-            partitions,
-            actual,
-            partitions,
-        )
-    else:
-        log.debug("topic %s exists with %d partitions", topic, actual)
-    return actual
-
-
-def _wait_for_leaders(
-    admin: AdminClient, topic: str, expected: int | None, timeout_s: float
-) -> int:
-    """Metadata trails topic creation: producing before each partition has a leader fails."""
-    deadline = time.monotonic() + timeout_s
-    last = "no metadata"
-    while time.monotonic() < deadline:
-        try:
-            metadata = admin.list_topics(topic=topic, timeout=min(5.0, timeout_s)).topics.get(topic)
-        except KafkaException as exc:
-            last = str(exc)
-        else:
-            if metadata is None or metadata.error is not None:
-                last = str(metadata.error if metadata is not None else "topic not listed")
-            elif (
-                metadata.partitions
-                and (expected is None or len(metadata.partitions) == expected)
-                and all(p.leader >= 0 for p in metadata.partitions.values())
-            ):
-                return len(metadata.partitions)
-            else:
-                last = f"{len(metadata.partitions)} partitions, not all with a leader"
-        time.sleep(0.05)
-    raise BackendUnavailable(f"topic {topic} not ready within {timeout_s:.0f} s: {last}")
-
-
-# -- producer ----------------------------------------------------------------------------
-
-
-class _Deliveries:
-    """The delivery reports of one ``produce`` call. Reports may be served on another
-    caller's thread (any ``poll``/``flush`` serves them all); ``list.append`` is atomic, so
-    no lock is needed."""
-
-    __slots__ = ("errors", "reports")
-
-    def __init__(self) -> None:
-        self.reports: list[None] = []
-        self.errors: list[KafkaError] = []
-
-    def __call__(self, error: KafkaError | None, _msg: Message) -> None:
-        if error is not None:
-            self.errors.append(error)
-        self.reports.append(None)
-
-
-class KafkaProducer:
-    """Appends events to one topic; ``produce`` returns once the broker acknowledged all.
-
-    Thread-safe: ingest calls ``produce`` from many request threads on one instance.
-    """
-
-    def __init__(
-        self,
-        bootstrap: str,
-        topic: str,
-        *,
-        delivery_timeout_s: float = 10.0,
-        compression: str = "zstd",
-        ready_timeout_s: float = 1.0,
-        config: Mapping[str, Any] | None = None,
-    ) -> None:
-        """``delivery_timeout_s`` bounds one ``produce`` call. 10 s rides out a leader
-        election in a healthy cluster yet answers 503 well before the usual 30 s timeouts
-        of proxies and clients. ``config`` adds to or overrides the librdkafka settings.
-        """
-        if delivery_timeout_s <= 0:
-            raise ConfigError(f"delivery_timeout_s must be positive, not {delivery_timeout_s}")
-        margin_s = min(_REPORT_MARGIN_S, delivery_timeout_s / 4)
-        self.topic = topic
-        self.bootstrap = bootstrap
-        self._timeout_s = delivery_timeout_s
-        self._ready_timeout_s = ready_timeout_s
-        self._settings: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
-            "client.id": "reco-ingest",
-            # Exactly one copy per event, in order, even when the client retries a request
-            # whose acks got lost; idempotence implies acks=all, which we state anyway: an
-            # event is acknowledged only once every in-sync replica has it.
-            "enable.idempotence": True,
-            "acks": "all",
-            # zstd, measured (benchmarks/kafka_log.py, 100k events of ~230 B of JSON): the
-            # broker stores 52 B/event with zstd, 89 with lz4 (random hex ids are where lz4
-            # loses: it cannot entropy-code them), and neither produce nor consume throughput
-            # differs beyond run-to-run noise, since the Python loop, not the codec, costs.
-            # A smaller log means longer retention on the same disks (a feature rebuild
-            # replays it) and less I/O for the two groups that read everything.
-            "compression.type": compression,
-            # Each call enqueues its events and then flushes, and flush() sends at once
-            # whatever linger says. So linger only has to outlast the enqueue loop of one
-            # request (1000 events take ~2 ms), for the request's events to leave as one
-            # batch per partition instead of a first lone record followed by the rest.
-            # batch.size (1 MB) and batch.num.messages (10 000) already hold one request
-            # (RECO_MAX_BATCH_EVENTS, 1000 by default).
-            "linger.ms": 5,
-            # The same hash as Kafka's Java producer: a user's partition does not depend on
-            # which client wrote the event (replay tools, Kafka Connect, Streams jobs).
-            "partitioner": "murmur2_random",
-            # A missing topic is an error to report (ready() is false), not one for the
-            # broker to create with its default partition count behind the operator's back.
-            "allow.auto.create.topics": False,
-            # librdkafka gives up on an event by itself a little before our deadline, so a
-            # timeout is reported with its reason and no event outlives the call for long.
-            "message.timeout.ms": max(1, int((delivery_timeout_s - margin_s) * 1000)),
-            "error_cb": self._on_error,
-            "logger": log,
-            **(config or {}),
-        }
-        self._lock = threading.Lock()
-        self._fatal: KafkaError | None = None
-        self._producer = Producer(self._settings)
-
-    def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            self._fatal = error
-            log.error("producer for %s: fatal error %s; it will be recreated", self.topic, error)
-        else:
-            log.warning("producer for %s: %s", self.topic, error)
-
-    def _client(self) -> Producer:
-        """The producer, recreated after a fatal error (an idempotent producer that lost
-        its sequence state refuses every later event until replaced)."""
-        if self._fatal is None:
-            return self._producer
-        with self._lock:
-            if self._fatal is not None:
-                old = self._producer
-                self._producer = Producer(self._settings)
-                self._fatal = None
-                old.purge()
-        return self._producer
-
-    def produce(self, events: Sequence[Event]) -> None:
-        """Append ``events`` keyed by user; return once every one is acknowledged.
-
-        Raises ``BackendUnavailable`` on the first failed delivery or when the deadline
-        passes. Events of a failed call may still land (a report can be lost after the
-        write): the client sends again and the processor drops the duplicates by event id.
-        """
-        if not events:
-            return
-        deadline = time.monotonic() + self._timeout_s
-        producer = self._client()
-        deliveries = _Deliveries()
-        for event in events:
-            self._enqueue(producer, event, deliveries, deadline)
-        while len(deliveries.reports) < len(events) and not deliveries.errors:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                missing = len(events) - len(deliveries.reports)
-                raise BackendUnavailable(
-                    f"topic {self.topic}: {missing} of {len(events)} events not acknowledged "
-                    f"within {self._timeout_s:.1f} s"
-                )
-            producer.flush(min(remaining, _WAIT_SLICE_S))
-        if deliveries.errors:
-            error = deliveries.errors[0]
-            log.warning(
-                "topic %s: %d of %d events failed: %s",
-                self.topic,
-                len(deliveries.errors),
-                len(events),
-                error,
-            )
-            raise BackendUnavailable(f"topic {self.topic}: event not acknowledged: {error.str()}")
-
-    def _enqueue(
-        self, producer: Producer, event: Event, deliveries: _Deliveries, deadline: float
-    ) -> None:
-        while True:
-            try:
-                producer.produce(
-                    self.topic,
-                    value=event.to_json(),
-                    key=event.user_id.encode(),
-                    on_delivery=deliveries,
-                )
-                return
-            except BufferError:
-                # The local queue is full (queue.buffering.max.messages): serve delivery
-                # reports until there is room. Dropping the event is never an option.
-                if time.monotonic() >= deadline:
-                    raise BackendUnavailable(
-                        f"topic {self.topic}: local queue still full after "
-                        f"{self._timeout_s:.1f} s; the broker does not keep up"
-                    ) from None
-                producer.poll(0.05)
-            except KafkaException as exc:
-                raise BackendUnavailable(f"topic {self.topic}: {exc}") from exc
-
-    def ready(self) -> bool:
-        """The topic's metadata answers and every partition has a leader."""
-        if self._fatal is not None:
-            return False
-        try:
-            metadata = self._producer.list_topics(self.topic, timeout=self._ready_timeout_s)
-        except KafkaException as exc:
-            log.debug("topic %s not ready: %s", self.topic, exc)
-            return False
-        topic = metadata.topics.get(self.topic)
-        return bool(
-            topic is not None
-            and topic.error is None
-            and topic.partitions
-            and all(p.leader >= 0 for p in topic.partitions.values())
-        )
-
-    def close(self) -> None:
-        """Wait for what is in flight (its callers are waiting too), then drop the rest."""
-        left = self._producer.flush(self._timeout_s)
-        if left:
-            log.warning("topic %s: %d events undelivered at close", self.topic, left)
-            self._producer.purge()
-
-
-# -- consumer ----------------------------------------------------------------------------
 
 
 class KafkaConsumer:
@@ -646,7 +320,7 @@ class KafkaConsumer:
         try:
             results = self._consumer.commit(offsets=tps, asynchronous=False)
         except KafkaException as exc:
-            self._commit_failed(mine, _error_of(exc), exc)
+            self._commit_failed(mine, error_of(exc), exc)
             return
         for tp in results:
             if tp.error is not None:
@@ -725,7 +399,7 @@ class KafkaConsumer:
         """Write ``record`` as it was read to ``<topic>.dlq`` with why and where it came from;
         return once the broker has it (the processor commits past it right after)."""
         producer = self._dead_letter_producer()
-        deliveries = _Deliveries()
+        deliveries = Deliveries()
         headers: list[tuple[str, str | bytes | None]] = [
             ("reason", reason.encode()),
             ("source-topic", self.topic.encode()),
@@ -764,7 +438,7 @@ class KafkaConsumer:
             )
             self._dead_letters = Producer(
                 {
-                    **_connection(self._config),
+                    **connection_settings(self._config),
                     "bootstrap.servers": self.bootstrap,
                     "client.id": f"reco-{self.group}-dlq",
                     "enable.idempotence": True,
