@@ -56,6 +56,7 @@ class EmbeddedEngine:
             max_popular=settings.max_popular,
             max_sessions=settings.max_sessions,
             dedupe_window=settings.dedupe_window,
+            neighbour_sessions_per_item=settings.neighbour_sessions_per_item,
         )
         catalog = SqliteCatalog(data / "catalog.db")
         processor = Processor(consumer, store, catalog, settings, metrics, group=PROCESSOR_GROUP)

@@ -95,6 +95,9 @@ class RecoInputs:
     popular: Scored
     version: int = 0
     """Changes whenever the user's or session's features change (response cache key)."""
+    neighbours: Scored = field(default_factory=list)
+    """Items of the sessions most like the current one, strongest first (empty unless
+    asked for): see ``reco.signals.neighbours``."""
 
 
 @runtime_checkable
@@ -140,7 +143,19 @@ class FeatureStore(Protocol):
         related_per_item: int,
         popular: int,
         category: str | None,
-    ) -> RecoInputs: ...
+        neighbour_sample: int = 0,
+        neighbour_k: int = 0,
+    ) -> RecoInputs:
+        """Everything a recommendation reads, in one call (one round trip). With
+        ``neighbour_k > 0`` it includes the session neighbours of the session's (else the
+        user's recent) items: ``neighbour_sample`` candidates, the ``neighbour_k`` nearest."""
+
+    def neighbours(
+        self, items: Sequence[str], *, exclude: str | None, sample: int, k: int
+    ) -> Scored:
+        """Session-neighbour scores for ``items`` (oldest first), leaving out the session
+        ``exclude``: what ``recommendation_inputs`` computes, for callers that hold the
+        session's items themselves (the evaluation's frozen model)."""
 
     def related(self, item_id: str, limit: int) -> Related: ...
 

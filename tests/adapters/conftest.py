@@ -16,7 +16,12 @@ from reco.adapters.sqlite_catalog import SqliteCatalog
 from reco.ports import Catalog, FeatureStore
 
 # Small caps so that the contract tests can see them at work.
-CAPS = {"max_related_per_item": 4, "max_popular": 4, "max_sessions": 3}
+CAPS = {
+    "max_related_per_item": 4,
+    "max_popular": 4,
+    "max_sessions": 3,
+    "neighbour_sessions_per_item": 3,
+}
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from reco.adapters.memory_features import MemoryFeatureStore
 from reco.ports import ApplyOutcome, FeatureStore
 from reco.signals import FeatureDelta, SessionState, UserProfile
+from tests.adapters.conftest import CAPS
 
 pytestmark = pytest.mark.unit
 
@@ -196,3 +200,113 @@ def test_apply_is_a_compare_and_set_on_offsets(feature_store: FeatureStore) -> N
     assert feature_store.apply(onward) is ApplyOutcome.APPLIED
     assert feature_store.applied_offsets() == {0: 12, 1: 4, 3: 1}
     assert feature_store.popular(1) == [("a", 2.0)]
+
+
+# -- session neighbours ------------------------------------------------------------------
+def _index(d: FeatureDelta) -> FeatureDelta:
+    """Index every item of the delta's sessions at the session's last activity, as
+    ``apply_event`` leaves it for sessions whose events all came in this batch."""
+    for sid, state in d.sessions.items():
+        for item in state.items:
+            d.neighbour_index[item][sid] = state.last_ts
+    return d
+
+
+def _neighbour_sessions(store: FeatureStore) -> None:
+    """n1 [a b x] at 1, n2 [b c] at 2, n3 [c y a] at 3: the case the tests work by hand."""
+    d = _delta()
+    d.sessions["n1"] = SessionState("n1", "u1", ["a", "b", "x"], 1.0)
+    d.sessions["n2"] = SessionState("n2", "u2", ["b", "c"], 2.0)
+    d.sessions["n3"] = SessionState("n3", "u3", ["c", "y", "a"], 3.0)
+    store.apply(_index(d))
+
+
+def test_neighbour_index_lists_each_session_under_its_items(feature_store: FeatureStore) -> None:
+    _neighbour_sessions(feature_store)
+    index = feature_store.snapshot()["neighbour_index"]
+    assert index["a"] == {"n1": 1.0, "n3": 3.0}
+    assert index["c"] == {"n2": 2.0, "n3": 3.0}
+    d = _delta()
+    d.sessions["n1"] = SessionState("n1", "u1", ["a", "b", "x", "a"], 7.0)
+    d.neighbour_index["a"]["n1"] = 7.0
+    feature_store.apply(d)
+    index = feature_store.snapshot()["neighbour_index"]
+    assert index["a"] == {"n1": 7.0, "n3": 3.0}, "a later entry replaces the earlier"
+    assert index["b"] == {"n1": 1.0, "n2": 2.0}
+
+
+def test_neighbour_index_is_capped_keeping_the_most_recent(feature_store: FeatureStore) -> None:
+    d = _delta()
+    for n in range(5):
+        d.sessions[f"s{n}"] = SessionState(f"s{n}", "u", ["a"], float(n))
+    feature_store.apply(_index(d))
+    assert feature_store.snapshot()["neighbour_index"]["a"] == {"s2": 2.0, "s3": 3.0, "s4": 4.0}
+
+
+def test_neighbours_score_the_nearest_sessions_items(feature_store: FeatureStore) -> None:
+    _neighbour_sessions(feature_store)
+    # Query [a b c]: c weighs 1, b 2/3, a 1/3. Dot products: n2 (c, b) 5/3, n3 (c, a)
+    # 4/3, n1 (b, a) 1; over 3 distinct items. n1 matched from b at 2 steps back: halved.
+    near = feature_store.neighbours(["a", "b", "c"], exclude=None, sample=10, k=2)
+    assert near == [
+        ("c", pytest.approx(1.0)),
+        ("b", pytest.approx(5 / 9)),
+        ("a", pytest.approx(4 / 9)),
+        ("y", pytest.approx(4 / 9)),
+    ]
+    everyone = dict(feature_store.neighbours(["a", "b", "c"], exclude=None, sample=10, k=3))
+    assert everyone["x"] == pytest.approx(1 / 6)
+    assert everyone["b"] == pytest.approx(5 / 9 + 1 / 6)
+    # The sample keeps the most recent candidates (n3, n2) before similarity is looked at.
+    assert feature_store.neighbours(["a", "b", "c"], exclude=None, sample=2, k=3) == near
+    without_n2 = dict(feature_store.neighbours(["a", "b", "c"], exclude="n2", sample=10, k=2))
+    assert set(without_n2) == {"a", "b", "c", "x", "y"}
+    assert feature_store.neighbours(["nothing"], exclude=None, sample=10, k=2) == []
+    assert feature_store.neighbours([], exclude=None, sample=10, k=2) == []
+
+
+def test_recommendation_inputs_carry_neighbours_when_asked(feature_store: FeatureStore) -> None:
+    _neighbour_sessions(feature_store)
+    d = _delta()
+    d.profiles["u"] = UserProfile("u", recent=[("c", 5.0, 1.0), ("b", 4.0, 1.0), ("a", 3.0, 1.0)])
+    feature_store.apply(d)
+    asked = _inputs(feature_store, user_id="u", neighbour_sample=10, neighbour_k=2)
+    assert asked.neighbours == feature_store.neighbours(  # type: ignore[attr-defined]
+        ["a", "b", "c"], exclude=None, sample=10, k=2
+    )
+    assert [i for i, _ in asked.neighbours] == ["c", "b", "a", "y"]  # type: ignore[attr-defined]
+    assert _inputs(feature_store, user_id="u").neighbours == []  # type: ignore[attr-defined]
+    # By session: the session itself is never its own neighbour.
+    by_session = _inputs(feature_store, session_id="n3", neighbour_sample=10, neighbour_k=5)
+    expected = feature_store.neighbours(["c", "y", "a"], exclude="n3", sample=10, k=5)
+    assert by_session.neighbours == expected  # type: ignore[attr-defined]
+    assert expected
+
+
+def test_neighbours_equal_the_in_memory_stores(feature_store: FeatureStore) -> None:
+    """Many ties (shared timestamps, equal similarities), cuts by sample and k, dropped
+    sessions, non-ASCII ids: every store must choose and sum exactly as the in-memory one."""
+    reference = MemoryFeatureStore(**CAPS)
+    rng = random.Random(7)
+    items = ["a", "b", "c", "d", "é", "ü1", "Z"]
+    for batch in range(12):
+        d = _delta()
+        for n in range(4):
+            sid = rng.choice(["s", "ß", "S"]) + str(batch * 4 + n)
+            # The last batch's sessions outlive the cap of 3: recent and long, so queries reach
+            # them; the earlier ones are dropped but still indexed.
+            picked = [rng.choice(items) for _ in range(rng.randint(1, 5 if batch < 11 else 9))]
+            last_ts = float(rng.randint(0, 3)) if batch < 11 else 10.0 + n % 2
+            d.sessions[sid] = SessionState(sid, "u", picked, last_ts)
+        _index(d)
+        assert feature_store.apply(d) is reference.apply(d) is ApplyOutcome.APPLIED
+    assert feature_store.snapshot()["neighbour_index"] == reference.snapshot()["neighbour_index"]
+    found = 0
+    for _ in range(30):
+        query = [rng.choice(items) for _ in range(rng.randint(1, 6))]
+        sample, k = rng.randint(1, 8), rng.randint(1, 5)
+        exclude = rng.choice([None, "s44", "ß45"])
+        got = feature_store.neighbours(query, exclude=exclude, sample=sample, k=k)
+        assert got == reference.neighbours(query, exclude=exclude, sample=sample, k=k)
+        found += bool(got)
+    assert found > 10

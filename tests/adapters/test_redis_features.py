@@ -142,6 +142,60 @@ def test_recommendation_inputs_is_one_round_trip(
     assert inputs.version
 
 
+@pytest.mark.parametrize("by", ["user_id", "session_id"])
+def test_recommendation_inputs_with_neighbours_is_one_round_trip(
+    store: RedisFeatureStore, redis_server: RedisServer, by: str
+) -> None:
+    _warm(store)
+    _chained(store, _busy_delta(offset=1))
+    other = _delta(p0=2)
+    other.sessions["t"] = SessionState("t", "v", ["i1", "i7"], 2.0)
+    other.neighbour_index["i1"]["t"] = other.neighbour_index["i7"]["t"] = 2.0
+    _chained(store, other)
+    with commands_sent(redis_server) as sent:
+        inputs = _inputs(
+            store,
+            **{by: "u" if by == "user_id" else "s"},
+            neighbour_sample=500,
+            neighbour_k=100,
+        )
+    assert sent == ["EVALSHA"]
+    assert [item for item, _ in inputs.neighbours] == ["i1", "i7"]
+
+
+def test_neighbours_equal_the_memory_stores_at_scale(redis_server: RedisServer) -> None:
+    """Thousands of sessions alive (the contract suite's cap keeps 3), long queries, the
+    sample and k cutting through ties: Lua and Python choose and sum the same."""
+    caps: dict[str, Any] = {"max_sessions": 5000, "neighbour_sessions_per_item": 40}
+    redis_store = RedisFeatureStore.from_url(redis_server.url, prefix="nb-scale:", **caps)
+    memory = MemoryFeatureStore(**caps)
+    rng = random.Random(11)
+    items = [f"i{n}" for n in range(60)] + ["é", "ü"]
+    try:
+        for batch in range(20):
+            d = _delta(p0=batch + 1)
+            d.base_offsets = {0: batch} if batch else {}
+            for n in range(100):
+                sid = rng.choice(["s", "ß", "S", ""]) + str(rng.randrange(1500))
+                picked = [
+                    rng.choice(items[: rng.randint(3, 62)]) for _ in range(rng.randint(1, 12))
+                ]
+                d.sessions[sid] = SessionState(sid, "u", picked, float(batch * 10 + n % 7))
+                for item in picked:
+                    d.neighbour_index[item][sid] = float(batch * 10 + n % 7)
+            assert redis_store.apply(d) is memory.apply(d) is ApplyOutcome.APPLIED
+        for _ in range(50):
+            query = [rng.choice(items) for _ in range(rng.randint(1, 30))]
+            sample, k = rng.choice([5, 50, 500]), rng.choice([3, 20, 100])
+            exclude = rng.choice([None, "s1", "ß2"])
+            got = redis_store.neighbours(query, exclude=exclude, sample=sample, k=k)
+            assert got
+            assert got == memory.neighbours(query, exclude=exclude, sample=sample, k=k)
+    finally:
+        redis_store.reset()
+        redis_store.close()
+
+
 def test_load_states_and_unseen_are_one_round_trip_each(
     store: RedisFeatureStore, redis_server: RedisServer
 ) -> None:

@@ -57,7 +57,7 @@ def test_new_user_is_led_by_co_viewed_items_within_a_second(client: TestClient) 
     body = wait_until(personal, timeout_s=1.0, every_s=0.005)
     assert time.monotonic() - posted < 1.0
     assert set(_ids(body)) == {"laces", "socks", "insole"}
-    assert body["items"][0]["reasons"][0] == "viewed together with Trail Shoe (x)"
+    assert "viewed together with Trail Shoe (x)" in body["items"][0]["reasons"]
     assert body["items"][0]["title"] in {"Laces", "Socks", "Insole"}
 
     similar = client.get("/items/x/similar", params={"count": 3}).json()

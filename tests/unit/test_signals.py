@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 
@@ -11,6 +12,14 @@ from reco.settings import EngineSettings
 from reco.signals import FeatureDelta, ForwardDecay, SignalConfig, UserProfile, apply_event
 from reco.signals.coview import coview_partners
 from reco.signals.history import context_weights, remember
+from reco.signals.neighbours import (
+    Neighbour,
+    Posting,
+    QueryItem,
+    neighbour_scores,
+    query,
+    select_neighbours,
+)
 from reco.signals.sequence import transitions
 from reco.signals.session import assign_session
 from reco.signals.state import SessionState
@@ -157,3 +166,63 @@ def test_zero_weight_type_changes_history_but_no_counts() -> None:
 def test_decayed_values_stay_finite_over_long_spans() -> None:
     decay = ForwardDecay(DAY, landmark=0.0)
     assert math.isfinite(decay.weight(10.0, 256 * DAY))
+
+
+# -- session neighbours --------------------------------------------------------------------
+def _postings(index: dict[str, list[tuple[str, float]]]) -> Callable[[str], list[Posting]]:
+    return lambda item: index.get(item, [])
+
+
+def test_apply_event_indexes_the_session_under_the_item_at_its_last_activity() -> None:
+    cfg = SignalConfig.from_settings(EngineSettings())
+    delta = FeatureDelta(landmark=0.0)
+    profile = UserProfile("u")
+    sessions: dict[str, SessionState] = {}
+    for n, item in enumerate(["a", "b", "a"]):
+        apply_event(delta, _event(n, "u", item, ts=n * 10.0), profile, sessions, None, cfg)
+    # One entry per event; a revisit moves the item's entry to the later time.
+    assert delta.neighbour_index == {"a": {"u#1": 20.0}, "b": {"u#1": 10.0}}
+
+
+def test_query_weighs_items_by_their_latest_position() -> None:
+    # [a b a c]: c is last (weight 4/4, step 1), a was seen 2 steps back (3/4), b 3 (2/4).
+    assert query(["a", "b", "a", "c"]) == [
+        QueryItem("c", 1.0, 1),
+        QueryItem("a", 0.75, 2),
+        QueryItem("b", 0.5, 3),
+    ]
+    assert query([]) == []
+
+
+def test_select_neighbours_by_similarity_after_sampling_the_most_recent() -> None:
+    index = {
+        "c": [("n3", 3.0), ("n2", 2.0)],
+        "b": [("n2", 2.0), ("n1", 1.0)],
+        "a": [("n3", 3.0), ("n1", 1.0)],
+    }
+    q = query(["a", "b", "c"])  # c 1, b 2/3, a 1/3
+    near = select_neighbours(q, _postings(index), sample=10, k=3, exclude=None)
+    assert [(n.session_id, n.step) for n in near] == [("n2", 1), ("n3", 1), ("n1", 2)]
+    assert [n.similarity for n in near] == pytest.approx([5 / 9, 4 / 9, 1 / 3])
+    sampled = select_neighbours(q, _postings(index), sample=2, k=3, exclude=None)
+    assert [n.session_id for n in sampled] == ["n2", "n3"], "n1 is the least recent"
+    alone = select_neighbours(q, _postings(index), sample=10, k=3, exclude="n2")
+    assert [n.session_id for n in alone] == ["n3", "n1"]
+    assert select_neighbours(q, _postings(index), sample=10, k=0, exclude=None) == []
+
+
+def test_select_neighbours_breaks_ties_by_recency_then_id() -> None:
+    index = {"a": [("x", 5.0), ("z", 1.0), ("y", 1.0)]}
+    near = select_neighbours(query(["a"]), _postings(index), sample=10, k=2, exclude=None)
+    assert [n.session_id for n in near] == ["x", "z"]
+
+
+def test_neighbour_scores_add_similarity_over_step_once_per_item() -> None:
+    scored = neighbour_scores(
+        [
+            (Neighbour("n1", 0.5, 1), ["a", "b", "a"]),
+            (Neighbour("n2", 0.4, 2), ["b", "c"]),
+        ]
+    )
+    assert scored == [("b", pytest.approx(0.7)), ("a", 0.5), ("c", pytest.approx(0.2))]
+    assert neighbour_scores([]) == []

@@ -28,6 +28,7 @@ def open_feature_store(
         "max_popular": settings.max_popular,
         "max_sessions": settings.max_sessions,
         "dedupe_window": settings.dedupe_window,
+        "neighbour_sessions_per_item": settings.neighbour_sessions_per_item,
     }
     if scheme == "memory":
         from reco.adapters.memory_features import MemoryFeatureStore

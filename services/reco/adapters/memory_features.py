@@ -14,6 +14,12 @@ from typing import Any
 
 from reco.ports import ApplyOutcome, RecoInputs, Related, Scored, offsets_check
 from reco.signals import FeatureDelta, SessionState, UserProfile
+from reco.signals.neighbours import (
+    Posting,
+    neighbour_scores,
+    query,
+    select_neighbours,
+)
 
 # Trim a capped list only once it is this much over its cap: trimming at every update would
 # cost a sort per event on the hottest items.
@@ -39,12 +45,14 @@ class MemoryFeatureStore:
         max_popular: int = 10_000,
         max_sessions: int = 200_000,
         dedupe_window: int = 500_000,
+        neighbour_sessions_per_item: int = 100,
     ) -> None:
         self._lock = threading.Lock()
         self._max_related = max_related_per_item
         self._max_popular = max_popular
         self._max_sessions = max_sessions
         self._dedupe_window = dedupe_window
+        self._max_neighbours = neighbour_sessions_per_item
         self._clear()
 
     def reset(self) -> None:
@@ -59,6 +67,8 @@ class MemoryFeatureStore:
         self._popularity: dict[str, float] = {}
         self._category_popularity: defaultdict[str, dict[str, float]] = defaultdict(dict)
         self._profiles: dict[str, UserProfile] = {}
+        self._index: defaultdict[str, dict[str, float]] = defaultdict(dict)
+        """item -> {session: its last activity}: the session-neighbour index."""
         self._sessions: OrderedDict[str, SessionState] = OrderedDict()
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._versions: defaultdict[str, int] = defaultdict(int)
@@ -113,6 +123,7 @@ class MemoryFeatureStore:
                 self._category_popularity, delta.category_popularity, self._max_popular
             )
             self._invalidate(delta)
+            self._add_index(delta.neighbour_index)
             for user_id, profile in delta.profiles.items():
                 self._profiles[user_id] = profile
                 self._versions["u:" + user_id] += 1
@@ -153,6 +164,16 @@ class MemoryFeatureStore:
         for category in delta.category_popularity:
             drop(("cat", category), None)
 
+    def _add_index(self, index: dict[str, dict[str, float]]) -> None:
+        # A session's activity only moves forward, so a new score replaces the stored one,
+        # as ZADD does in the Redis store; trimmed like the other lists, oldest first.
+        drop = self._sorted.pop
+        for item, sessions in index.items():
+            target = self._index[item]
+            target.update(sessions)
+            _trim(target, self._max_neighbours)
+            drop(("nb", item), None)
+
     @staticmethod
     def _add(target: dict[str, float], increments: dict[str, float], cap: int) -> None:
         for key, value in increments.items():
@@ -179,11 +200,14 @@ class MemoryFeatureStore:
         related_per_item: int,
         popular: int,
         category: str | None,
+        neighbour_sample: int = 0,
+        neighbour_k: int = 0,
     ) -> RecoInputs:
         with self._lock:
             context: list[str] = []
             purchases: list[str] = []
             version = 0
+            exclude = session_id
             if session_id is not None:
                 state = self._sessions.get(session_id)
                 if state is not None:
@@ -194,6 +218,7 @@ class MemoryFeatureStore:
                 if profile is not None:
                     context = [item for item, _, _ in profile.recent]
                     purchases = list(profile.purchases)
+                    exclude = profile.session_id
                 version = self._versions.get("u:" + user_id, 0)
             distinct = list(dict.fromkeys(context))[:context_items]
             related = {item: self._related(item, related_per_item) for item in distinct}
@@ -203,7 +228,34 @@ class MemoryFeatureStore:
                 related=related,
                 popular=self._popular(popular, category),
                 version=version,
+                neighbours=self._neighbours(context[::-1], exclude, neighbour_sample, neighbour_k),
             )
+
+    def neighbours(
+        self, items: Sequence[str], *, exclude: str | None, sample: int, k: int
+    ) -> Scored:
+        with self._lock:
+            return self._neighbours(items, exclude, sample, k)
+
+    def _neighbours(self, items: Sequence[str], exclude: str | None, sample: int, k: int) -> Scored:
+        chosen = select_neighbours(
+            query(items), self._postings, sample=sample, k=k, exclude=exclude
+        )
+        sessions = self._sessions
+        return neighbour_scores(
+            (n, state.items) for n in chosen if (state := sessions.get(n.session_id)) is not None
+        )
+
+    def _postings(self, item: str) -> list[Posting]:
+        """The item's index list, most recent first, at most the cap (the stored list may be
+        up to the trim slack over it)."""
+        table = self._index.get(item)
+        if not table:
+            return []
+        ranked = self._sorted.get(("nb", item))
+        if ranked is None:
+            ranked = self._sorted[("nb", item)] = _top(table, self._max_neighbours)
+        return ranked
 
     def related(self, item_id: str, limit: int) -> Related:
         with self._lock:
@@ -247,6 +299,9 @@ class MemoryFeatureStore:
                 },
                 "profiles": {k: v.to_dict() for k, v in sorted(self._profiles.items())},
                 "sessions": {k: v.to_dict() for k, v in sorted(self._sessions.items())},
+                "neighbour_index": {
+                    k: dict(sorted(v.items())) for k, v in sorted(self._index.items())
+                },
             }
 
     def ready(self) -> bool:

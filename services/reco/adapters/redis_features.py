@@ -44,6 +44,7 @@ from reco.adapters.redis_keys import (
     COVIEW,
     DEFAULT_PREFIX,
     FAMILIES,
+    NEIGHBOURS,
     PROFILE_FIELD,
     SEQUENCE,
     STATE_FIELD,
@@ -62,6 +63,7 @@ from reco.adapters.redis_scripts import (
 from reco.exceptions import BackendUnavailable, ConfigError
 from reco.ports import ApplyOutcome, RecoInputs, Related, Scored
 from reco.signals import FeatureDelta, SessionState, UserProfile
+from reco.signals.neighbours import Neighbour, neighbour_scores
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class RedisFeatureStore:
         max_popular: int = 10_000,
         max_sessions: int = 200_000,
         dedupe_window: int = 500_000,
+        neighbour_sessions_per_item: int = 100,
         profile_ttl_s: int = PROFILE_TTL_S,
         session_ttl_s: int = SESSION_TTL_S,
         where: str = "Redis",
@@ -105,7 +108,9 @@ class RedisFeatureStore:
         """
         if not client.get_encoder().decode_responses:
             raise ConfigError("RedisFeatureStore needs a client with decode_responses=True")
-        _check_settings(max_related_per_item, max_popular, max_sessions, minimum=1)
+        _check_settings(
+            max_related_per_item, max_popular, max_sessions, neighbour_sessions_per_item, minimum=1
+        )
         _check_settings(dedupe_window, minimum=0)
         _check_settings(profile_ttl_s, session_ttl_s, minimum=1)
         self._client = client
@@ -120,7 +125,9 @@ class RedisFeatureStore:
             int(profile_ttl_s),
             int(session_ttl_s),
             TRIM_SLACK,
+            neighbour_sessions_per_item,
         )
+        self._neighbours_per_item = neighbour_sessions_per_item
         self._apply = client.register_script(APPLY)
         self._reco_inputs = client.register_script(RECO_INPUTS)
         self._load_states = client.register_script(LOAD_STATES)
@@ -137,6 +144,7 @@ class RedisFeatureStore:
         max_popular: int = 10_000,
         max_sessions: int = 200_000,
         dedupe_window: int = 500_000,
+        neighbour_sessions_per_item: int = 100,
         profile_ttl_s: int = PROFILE_TTL_S,
         session_ttl_s: int = SESSION_TTL_S,
         socket_timeout_s: float = 5.0,
@@ -172,6 +180,7 @@ class RedisFeatureStore:
             max_popular=max_popular,
             max_sessions=max_sessions,
             dedupe_window=dedupe_window,
+            neighbour_sessions_per_item=neighbour_sessions_per_item,
             profile_ttl_s=profile_ttl_s,
             session_ttl_s=session_ttl_s,
             where=redacted_url(url),
@@ -307,6 +316,7 @@ class RedisFeatureStore:
             "sequence": delta.sequence,
             "popularity": delta.popularity,
             "category_popularity": delta.category_popularity,
+            "index": delta.neighbour_index,
             "users": [[user, p.session_id] for user, p in delta.profiles.items()],
             "sessions": list(delta.sessions),
             "event_ids": delta.event_ids,
@@ -332,9 +342,13 @@ class RedisFeatureStore:
         related_per_item: int,
         popular: int,
         category: str | None,
+        neighbour_sample: int = 0,
+        neighbour_k: int = 0,
     ) -> RecoInputs:
         """Everything in one EVALSHA: the session's (else the user's) state and version,
-        the lists of its first ``context_items`` distinct items, and the popular list."""
+        the lists of its first ``context_items`` distinct items, the popular list, and the
+        session neighbours (selected in the script, their items scored here: see
+        :meth:`_neighbour_scores` for why)."""
         if session_id is not None:
             mode, subject = "s", session_id
         elif user_id is not None:
@@ -342,7 +356,7 @@ class RedisFeatureStore:
         else:
             mode, subject = "", ""
         with self._reaching():
-            blob, version, related, top = self._reco_inputs(
+            blob, version, related, top, near = self._reco_inputs(
                 keys=[self._keys.landmark],
                 args=[
                     self._keys.prefix,
@@ -353,6 +367,10 @@ class RedisFeatureStore:
                     popular,
                     int(category is not None),
                     category or "",
+                    self._neighbours_per_item,
+                    neighbour_sample,
+                    neighbour_k,
+                    "",
                 ],
             )
         context, purchases = _context(mode, blob)
@@ -365,7 +383,35 @@ class RedisFeatureStore:
             },
             popular=_pairs(top),
             version=int(version),
+            neighbours=_neighbour_scores(near),
         )
+
+    def neighbours(
+        self, items: Sequence[str], *, exclude: str | None, sample: int, k: int
+    ) -> Scored:
+        """The neighbour part of ``recommendation_inputs`` for given items, one EVALSHA."""
+        if not items or k <= 0 or sample <= 0:
+            return []
+        with self._reaching():
+            reply = self._reco_inputs(
+                keys=[self._keys.landmark],
+                args=[
+                    self._keys.prefix,
+                    "x",
+                    "",
+                    0,
+                    0,
+                    0,
+                    0,
+                    "",
+                    self._neighbours_per_item,
+                    sample,
+                    k,
+                    exclude or "",
+                    *items,
+                ],
+            )
+        return _neighbour_scores(reply[4])
 
     def related(self, item_id: str, limit: int) -> Related:
         if limit <= 0:
@@ -400,6 +446,7 @@ class RedisFeatureStore:
                 "category_popularity": self._lists(CATEGORY_POPULAR),
                 "profiles": self._profiles(),
                 "sessions": self._sessions(),
+                "neighbour_index": self._lists(NEIGHBOURS),
             }
 
     def ready(self) -> bool:
@@ -479,6 +526,26 @@ def _context(mode: str, blob: str | None) -> tuple[list[str], list[str]]:
         return SessionState.from_dict(orjson.loads(blob)).items[::-1], []
     profile = UserProfile.from_dict(orjson.loads(blob))
     return [item for item, _, _ in profile.recent], profile.purchases
+
+
+def _neighbour_scores(flat: Sequence[Any]) -> Scored:
+    """Score the neighbours the script chose, ``[session, similarity, step, state JSON or
+    None, ...]``, from their items.
+
+    The script selects them (the index holds all it needs) but leaves the scoring to
+    Python: the states cross the wire as stored and orjson reads them faster than cjson
+    would inside Redis, where every microsecond holds up every other client; and one scoring
+    function serves both stores. ~100 states of a few hundred bytes are a small reply.
+    """
+    chosen = (
+        (Neighbour(flat[i], float(flat[i + 1]), int(flat[i + 2])), flat[i + 3])
+        for i in range(0, len(flat), 4)
+    )
+    return neighbour_scores(
+        (neighbour, orjson.loads(state)["items"])
+        for neighbour, state in chosen
+        if state is not None
+    )
 
 
 def _pairs(flat: Sequence[str]) -> Scored:

@@ -22,6 +22,9 @@ key                        type    what it holds                                
                                    ``version``: writes so far (cache key)        count [5]_
 ``<p>sessions``            zset    session id -> ``clock`` at its last write     count [5]_
 ``<p>seen``                zset    event id -> ``clock`` when first applied      window [6]_
+``<p>nbr:<item>``          zset    session holding the item -> the session's     cap [7]_
+                                   last activity when it last held the item
+                                   (event time, not decayed)
 =========================  ======  ============================================  ===========
 
 .. [1] ``max_related_per_item``: trimmed to the strongest once 25 % over it, like the
@@ -34,9 +37,12 @@ key                        type    what it holds                                
    ``sessions`` until then, so the index never exceeds the cap either.
 .. [6] ``dedupe_window``: the oldest ids are dropped beyond it. At ~140 bytes per id (a
    36-character UUID, measured) the default window of 500 000 ids costs ~70 MB.
+.. [7] ``neighbour_sessions_per_item``: the session-neighbour index, trimmed to the most
+   recent sessions once 25 % over the cap, like the in-memory store. A session that
+   expired or was dropped stays listed until trimmed away; the neighbour search skips it.
 
-Co-view, sequence and popularity keys carry no TTL: their number is bounded by the catalog
-and forward decay already makes stale values irrelevant to every ranking.
+Co-view, sequence, popularity and neighbour-index keys carry no TTL: their number is bounded
+by the catalog, and forward decay (the index: its cap) already makes stale values irrelevant.
 
 The Lua scripts build key names from the same constants (:func:`lua_prelude`) with the prefix
 they receive as ``ARGV[1]``, since which keys a batch touches is only known inside the
@@ -64,8 +70,9 @@ USER: Final = "user:"
 SESSION: Final = "session:"
 SESSIONS: Final = "sessions"
 SEEN: Final = "seen"
+NEIGHBOURS: Final = "nbr:"
 
-FAMILIES: Final = (COVIEW, SEQUENCE, CATEGORY_POPULAR, USER, SESSION)
+FAMILIES: Final = (COVIEW, SEQUENCE, CATEGORY_POPULAR, USER, SESSION, NEIGHBOURS)
 """Key families with an id after the prefix; the other keys are one each."""
 
 PROFILE_FIELD: Final = "profile"
@@ -118,6 +125,9 @@ class RedisKeys:
             return self.prefix + POPULAR
         return self.prefix + CATEGORY_POPULAR + category
 
+    def neighbours(self, item: str) -> str:
+        return self.prefix + NEIGHBOURS + item
+
     def user(self, user_id: str) -> str:
         return self.prefix + USER + user_id
 
@@ -160,6 +170,7 @@ def lua_prelude() -> str:
         "k_category": CATEGORY_POPULAR,
         "k_user": USER,
         "k_session": SESSION,
+        "k_neighbours": NEIGHBOURS,
     }
     fields = {
         "F_PROFILE": PROFILE_FIELD,

@@ -45,6 +45,8 @@ class Recommender:
         options: RuleOptions,
     ) -> RecommendationsOut:
         started = time.perf_counter()
+        # The neighbour search is the costliest part of the read: skip it when unweighted.
+        neighbours = self._s.weights.neighbours > 0
         inputs = self._store.recommendation_inputs(
             user_id=user_id,
             session_id=session_id,
@@ -52,6 +54,8 @@ class Recommender:
             related_per_item=self._s.related_per_item,
             popular=_pool(count),
             category=options.category,
+            neighbour_sample=self._s.neighbour_sample if neighbours else 0,
+            neighbour_k=self._s.neighbour_k if neighbours else 0,
         )
         key = ("reco", user_id, session_id, count, options)
         cached = self._cache.get(key, inputs.version)
@@ -66,6 +70,7 @@ class Recommender:
             self._s.weights,
             history_decay=self._s.history_decay,
             context_items=self._s.context_items,
+            extra={"neighbours": inputs.neighbours},
         )
         personal = bool(inputs.context)
         if not personal:

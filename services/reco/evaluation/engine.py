@@ -122,6 +122,7 @@ class EngineSystem:
             max_popular=s.max_popular,
             max_sessions=s.max_sessions,
             dedupe_window=s.dedupe_window,
+            neighbour_sessions_per_item=s.neighbour_sessions_per_item,
         )
 
     def _new_processor(self, log: MemoryLog, store: FeatureStore) -> Processor:

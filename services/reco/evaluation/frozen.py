@@ -106,10 +106,13 @@ class FrozenFeatures:
         related_per_item: int,
         popular: int,
         category: str | None,
+        neighbour_sample: int = 0,
+        neighbour_k: int = 0,
     ) -> RecoInputs:
         context: list[str] = []
         purchases: list[str] = []
         version = 0
+        exclude = session_id
         if session_id is not None:
             state = self._sessions.get(session_id)
             if state is None:
@@ -124,6 +127,7 @@ class FrozenFeatures:
             if profile is not None:
                 context = [item for item, _, _ in profile.recent]
                 purchases = list(profile.purchases)
+                exclude = profile.session_id
         distinct = list(dict.fromkeys(context))[:context_items]
         return RecoInputs(
             context=context,
@@ -131,7 +135,18 @@ class FrozenFeatures:
             related={item: self._base.related(item, related_per_item) for item in distinct},
             popular=self._base.popular(popular, category),
             version=version,
+            neighbours=self.neighbours(
+                context[::-1], exclude=exclude, sample=neighbour_sample, k=neighbour_k
+            ),
         )
+
+    def neighbours(
+        self, items: Sequence[str], *, exclude: str | None, sample: int, k: int
+    ) -> Scored:
+        """The frozen model's neighbours: its index and sessions, never the overlay's."""
+        if not items or k <= 0:
+            return []
+        return self._base.neighbours(items, exclude=exclude, sample=sample, k=k)
 
     def related(self, item_id: str, limit: int) -> Related:
         return self._base.related(item_id, limit)

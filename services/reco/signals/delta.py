@@ -69,6 +69,11 @@ class FeatureDelta:
     category_popularity: defaultdict[str, defaultdict[str, float]] = field(default_factory=_nested)
     profiles: dict[str, UserProfile] = field(default_factory=dict)
     sessions: dict[str, SessionState] = field(default_factory=dict)
+    neighbour_index: defaultdict[str, dict[str, float]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    """item -> {session: time it last held the item}: entries of the item → sessions index
+    (see ``reco.signals.neighbours``), the later time replacing the stored one."""
     event_ids: list[str] = field(default_factory=list)
     offsets: dict[int, int] = field(default_factory=dict)
     base_offsets: dict[int, int] = field(default_factory=dict)
@@ -119,6 +124,10 @@ def apply_event(
     session.items.append(item)
     del session.items[: -cfg.max_session_items]
     session.last_ts = max(session.last_ts, event.timestamp)
+    # One entry per event: re-scoring every item of the session at each of its events
+    # would cost a write per session item (50) instead of one, for a ranking of neighbours
+    # by recency that differs only in which of a session's items was its last.
+    delta.neighbour_index[item][session_id] = session.last_ts
     remember(
         profile,
         item,
