@@ -85,6 +85,9 @@ def fold(
         profile = profiles.setdefault(event.user_id, UserProfile(event.user_id))
         apply_event(delta, event, profile, sessions, event.properties["category"], cfg)
     delta.offsets = {0: offset}
+    # Chained like the processor's batches: each starts where the store is.
+    stored = store.applied_offsets()
+    delta.base_offsets = {0: stored[0]} if 0 in stored else {}
     return delta
 
 
@@ -150,20 +153,29 @@ def bench_apply(
 
 
 def bench_reads(store: RedisFeatureStore, args: argparse.Namespace) -> dict[str, Any]:
+    """The api's read with its default sizes, without and with the neighbour search."""
     settings = EngineSettings()
     rng = random.Random(2)
+    out: dict[str, Any] = {}
+    for label, sample, k in (
+        ("without_neighbours", 0, 0),
+        ("with_neighbours", settings.neighbour_sample, settings.neighbour_k),
+    ):
 
-    def read() -> None:
-        store.recommendation_inputs(
-            user_id=f"u{rng.randrange(USERS)}",
-            session_id=None,
-            context_items=settings.context_items,
-            related_per_item=settings.related_per_item,
-            popular=50,
-            category=None,
-        )
+        def read(sample: int = sample, k: int = k) -> None:
+            store.recommendation_inputs(
+                user_id=f"u{rng.randrange(USERS)}",
+                session_id=None,
+                context_items=settings.context_items,
+                related_per_item=settings.related_per_item,
+                popular=50,
+                category=None,
+                neighbour_sample=sample,
+                neighbour_k=k,
+            )
 
-    return summary([timed(read) for _ in range(args.requests)])
+        out[label] = summary([timed(read) for _ in range(args.requests)])
+    return out
 
 
 def run(url: str, prefix: str, args: argparse.Namespace, own_server: bool) -> dict[str, Any]:
