@@ -15,12 +15,14 @@ from reco.rules import RuleOptions
 MAX_COUNT = 200
 
 
-def _recommender(request: Request) -> Recommender:
+# Dependencies are coroutines although they do no I/O: FastAPI runs a plain function in its
+# thread pool, and three thread hops per request cost more than the request itself.
+async def _recommender(request: Request) -> Recommender:
     service: Recommender = request.app.state.recommender
     return service
 
 
-def _catalog(request: Request) -> Catalog:
+async def _catalog(request: Request) -> Catalog:
     catalog: Catalog = request.app.state.catalog
     return catalog
 
@@ -56,7 +58,7 @@ class RuleQuery(BaseModel):
         return RuleOptions(**self.model_dump())
 
 
-def rule_options(query: Annotated[RuleQuery, Query()]) -> RuleOptions:
+async def rule_options(query: Annotated[RuleQuery, Query()]) -> RuleOptions:
     return query.options()
 
 

@@ -31,12 +31,12 @@ class IngestResponse(BaseModel):
     event_ids: list[str]
 
 
-def get_ingest(request: Request) -> IngestService:
+async def get_ingest(request: Request) -> IngestService:
     service: IngestService = request.app.state.ingest
     return service
 
 
-def get_max_body(request: Request) -> int:
+async def get_max_body(request: Request) -> int:
     return int(request.app.state.settings.max_body_bytes)
 
 

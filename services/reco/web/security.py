@@ -94,13 +94,13 @@ def _client_id(request: Request) -> str:
     return "ip:" + (request.client.host if request.client else "unknown")
 
 
-def require_write(request: Request) -> None:
+async def require_write(request: Request) -> None:
     """Dependency of the routes that change state."""
     request.app.state.access.check(request, write=True)
     request.app.state.rate_limiter.check(request)
 
 
-def require_read(request: Request) -> None:
+async def require_read(request: Request) -> None:
     """Dependency of the routes that only read."""
     request.app.state.access.check(request, write=False)
     request.app.state.rate_limiter.check(request)
