@@ -15,7 +15,7 @@ from reco.scoring import Candidate
 
 @dataclass(frozen=True, slots=True)
 class RuleOptions:
-    exclude_seen: bool = False
+    exclude_seen: bool = True
     exclude_purchased: bool = True
     category: str | None = None
     min_price: float | None = None

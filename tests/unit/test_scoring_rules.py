@@ -80,13 +80,13 @@ def _ranked(*ids: str) -> list[Candidate]:
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        (RuleOptions(), ["a", "b", "d", "unknown"]),
-        (RuleOptions(in_stock_only=False), ["a", "b", "c", "d", "unknown"]),
+        (RuleOptions(), ["b", "d", "unknown"]),
+        (RuleOptions(exclude_seen=False), ["a", "b", "d", "unknown"]),
+        (RuleOptions(exclude_seen=False, in_stock_only=False), ["a", "b", "c", "d", "unknown"]),
         (RuleOptions(category="socks"), ["d"]),
-        (RuleOptions(min_price=10, max_price=100), ["a"]),
-        (RuleOptions(max_per_category=1), ["a", "d", "unknown"]),
-        (RuleOptions(exclude_seen=True), ["b", "d", "unknown"]),
-        (RuleOptions(exclude_purchased=False), ["a", "b", "d", "e", "unknown"]),
+        (RuleOptions(exclude_seen=False, min_price=10, max_price=100), ["a"]),
+        (RuleOptions(exclude_seen=False, max_per_category=1), ["a", "d", "unknown"]),
+        (RuleOptions(exclude_seen=False, exclude_purchased=False), ["a", "b", "d", "e", "unknown"]),
     ],
 )
 def test_rules(options: RuleOptions, expected: list[str]) -> None:

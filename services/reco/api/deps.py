@@ -36,7 +36,13 @@ ItemPath = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 class RuleQuery(BaseModel):
     """Business rules as query parameters."""
 
-    exclude_seen: bool = Field(False, description="Leave out items the user has interacted with.")
+    exclude_seen: bool = Field(
+        True,
+        description=(
+            "Leave out items the user or session has interacted with; false for pages that "
+            "show them again (e.g. 'continue shopping')."
+        ),
+    )
     exclude_purchased: bool = Field(True, description="Leave out items the user has bought.")
     category: str | None = Field(None, min_length=1, max_length=256)
     min_price: float | None = Field(None, ge=0, allow_inf_nan=False)
