@@ -63,6 +63,36 @@ def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
         s.stop()
 
 
+def topic_end_offsets(env: dict[str, str]) -> dict[int, int]:
+    """The offset after the last record of each partition, asked of the broker."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": env["RECO_KAFKA_BOOTSTRAP"], "group.id": "end-offsets-probe"}
+    )
+    try:
+        ends = {}
+        for p in range(PARTITIONS):
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(env["RECO_TOPIC"], p), timeout=10
+            )
+            ends[p] = high
+        return ends
+    finally:
+        consumer.close()
+
+
+def applied_offsets(env: dict[str, str]) -> dict[int, int]:
+    """What the processor has applied, as the feature store records it."""
+    from reco.adapters.redis_features import RedisFeatureStore
+
+    store = RedisFeatureStore.from_url(env["RECO_REDIS_URL"], prefix=env["RECO_REDIS_PREFIX"])
+    try:
+        return store.applied_offsets()
+    finally:
+        store.close()
+
+
 def reference_snapshot(env: dict[str, str]) -> dict[str, Any]:
     """The features an uninterrupted processor builds from the whole topic, in memory."""
     settings = ProcessorSettings(

@@ -17,7 +17,13 @@ import pytest
 from reco.demo import generate
 from reco.settings import ProcessorSettings
 from tests.conftest import wait_until
-from tests.integration.conftest import PARTITIONS, assert_same_features, reference_snapshot
+from tests.integration.conftest import (
+    PARTITIONS,
+    applied_offsets,
+    assert_same_features,
+    reference_snapshot,
+    topic_end_offsets,
+)
 from tests.support.servers import KafkaServer, RedisServer
 from tests.support.stack import Stack, post_events
 
@@ -34,21 +40,28 @@ def _redis_snapshot(env: dict[str, str]) -> dict[str, Any]:
         store.close()
 
 
-def _settings(env: dict[str, str]) -> ProcessorSettings:
-    return ProcessorSettings()
+def _assert_matches_reference(env: dict[str, str], events: int) -> dict[str, Any]:
+    """Redis holds what an uninterrupted processor builds from the whole topic."""
+    expected = reference_snapshot(env)
+    assert sum(expected["offsets"].values()) == events
+    assert_same_features(_redis_snapshot(env), expected, ProcessorSettings())
+    return expected
 
 
 def _drained(stack: Stack, events: int) -> None:
-    """Every partition of the processor group committed up to the end of the topic."""
-    processor = stack["processor"]
+    """The feature store has applied every record of every partition (what the topic holds,
+    asked of the broker: the truth, whatever the processor's own metrics say)."""
+    env = stack.env
     try:
-        wait_until(lambda: processor.caught_up(PARTITIONS), timeout_s=180, every_s=0.5)
+        wait_until(
+            lambda: applied_offsets(env) == topic_end_offsets(env), timeout_s=180, every_s=0.5
+        )
     except AssertionError:
-        lags = processor.samples("reco_processor_consumer_lag")
-        done = processor.metric("events_processed_total")
+        processor = stack["processor"]
         raise AssertionError(
-            f"processor not caught up on {events} events: lags {lags}, processed {done}\n"
-            f"{processor.tail(60)}"
+            f"processor not caught up on {events} events: applied {applied_offsets(env)}, "
+            f"topic ends {topic_end_offsets(env)}, "
+            f"lags {processor.samples('reco_processor_consumer_lag')}\n{processor.tail(60)}"
         ) from None
 
 
@@ -65,6 +78,8 @@ def test_events_in_recommendations_out(stack: Stack, stack_env: dict[str, str]) 
     httpx.put(api + "/items", json=items, timeout=30).raise_for_status()
     assert post_events(ingest, shop.events) == len(shop.events)
     _drained(stack, len(shop.events))
+    # The exported lag agrees: every partition known and at zero.
+    wait_until(lambda: stack["processor"].caught_up(PARTITIONS), timeout_s=30, every_s=0.5)
 
     anchor = "running-03-trail-shoe"
     posted = time.monotonic()
@@ -143,10 +158,7 @@ def test_processor_killed_repeatedly_loses_nothing_counts_nothing_twice(
     assert kills >= 4
     _drained(stack, len(shop.events))
 
-    expected = reference_snapshot(stack_env)
-    assert_same_features(_redis_snapshot(stack_env), expected, _settings(stack_env))
-    assert expected["offsets"]
-    assert sum(expected["offsets"].values()) == len(shop.events)
+    _assert_matches_reference(stack_env, len(shop.events))
 
 
 def test_kafka_restarted_mid_stream(
@@ -170,9 +182,7 @@ def test_kafka_restarted_mid_stream(
 
     assert post_events(stack["ingest"].url, shop.events[half:]) == len(shop.events) - half
     _drained(stack, len(shop.events))
-    expected = reference_snapshot(stack_env)
-    assert_same_features(_redis_snapshot(stack_env), expected, _settings(stack_env))
-    assert sum(expected["offsets"].values()) == len(shop.events)
+    _assert_matches_reference(stack_env, len(shop.events))
 
 
 def test_redis_restarted_mid_stream_then_rebuild(
@@ -188,14 +198,13 @@ def test_redis_restarted_mid_stream_then_rebuild(
     redis_server.start()
     assert post_events(stack["ingest"].url, shop.events[half:]) == len(shop.events) - half
     _drained(stack, len(shop.events))
-    expected = reference_snapshot(stack_env)
     # The processor noticed the empty store and rebuilt it from the topic by itself.
     wait_until(
         lambda: sum(_redis_snapshot(stack_env)["offsets"].values()) == len(shop.events),
         timeout_s=60,
         every_s=0.5,
     )
-    assert_same_features(_redis_snapshot(stack_env), expected, _settings(stack_env))
+    expected = _assert_matches_reference(stack_env, len(shop.events))
 
     # reco rebuild recomputes the same features from the topic.
     stack["processor"].stop()
@@ -208,4 +217,4 @@ def test_redis_restarted_mid_stream_then_rebuild(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"rebuilt from {len(shop.events)} records" in done.stdout
-    assert_same_features(_redis_snapshot(stack_env), expected, _settings(stack_env))
+    assert_same_features(_redis_snapshot(stack_env), expected, ProcessorSettings())
