@@ -79,10 +79,6 @@ class FeatureDelta:
     base_offsets: dict[int, int] = field(default_factory=dict)
     events: int = 0
 
-    @property
-    def touched_users(self) -> list[str]:
-        return list(self.profiles)
-
 
 def apply_event(
     delta: FeatureDelta,

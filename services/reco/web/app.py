@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI, Request, status
@@ -54,7 +54,3 @@ async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": "1"},
     )
-
-
-async def no_lifespan(_: FastAPI) -> AsyncIterator[None]:
-    yield
