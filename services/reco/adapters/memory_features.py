@@ -12,6 +12,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from reco.adapters.caps import TRIM_SLACK
 from reco.ports import ApplyOutcome, RecoInputs, Related, Scored, offsets_check
 from reco.signals import FeatureDelta, SessionState, UserProfile
 from reco.signals.neighbours import (
@@ -21,17 +22,13 @@ from reco.signals.neighbours import (
     select_neighbours,
 )
 
-# Trim a capped list only once it is this much over its cap: trimming at every update would
-# cost a sort per event on the hottest items.
-_TRIM_SLACK = 1.25
-
 
 def _top(values: dict[str, float], n: int) -> Scored:
     return heapq.nlargest(n, values.items(), key=lambda kv: (kv[1], kv[0]))
 
 
 def _trim(values: dict[str, float], cap: int) -> None:
-    if len(values) > cap * _TRIM_SLACK:
+    if len(values) > cap * TRIM_SLACK:
         keep = dict(_top(values, cap))
         values.clear()
         values.update(keep)

@@ -39,6 +39,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.retry import Retry
 
+from reco.adapters.caps import TRIM_SLACK
 from reco.adapters.redis_keys import (
     CATEGORY_POPULAR,
     COVIEW,
@@ -71,10 +72,6 @@ DAY_S: Final = 86_400
 PROFILE_TTL_S: Final = 30 * DAY_S
 SESSION_TTL_S: Final = 2 * DAY_S
 
-# Lists are trimmed to their cap once they are this much over it, as MemoryFeatureStore does:
-# both stores then hold the same values (a value trimmed away restarts from zero), and a
-# batch pays for a trim only now and then on the hottest items.
-TRIM_SLACK: Final = 1.25
 
 # Keys per SCAN page and per UNLINK: large enough to make few round trips, small enough
 # that no single command holds Redis for long.
