@@ -21,8 +21,9 @@ Protocol §4 asks for at least 20 distinct items, so every baseline pads with PO
 own signal runs dry; equal scores stay ties (scored by their expected value), except in
 S-POP, whose definition breaks them by popularity.
 
-In the user protocol the "current session" is the user's whole training history, and V-SKNN
-skips neighbour sessions of the same user (they hold only items the user has rated).
+In the user protocol the "current session" is the user's whole training history (in the
+purchase target's user unit, also the events replayed since), and V-SKNN skips neighbour
+sessions of the same user (they hold only items the user has rated).
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ class Baseline:
         self._online = False
         self._current: dict[str, list[str]] = {}
         self._history: defaultdict[str, list[str]] = defaultdict(list)
+        self._trained: dict[str, list[str]] = {}
+        """The training sessions' items: a replay that splits by time continues them."""
 
     def fit(self, train: Sequence[Event], *, online: bool) -> None:
         self._online = online
@@ -148,13 +151,18 @@ class Baseline:
             session = previous[_session(event)]
             self._learn(event, session)
             session.append(event.item_id)
+        self._trained = previous
 
     def observe(self, event: Event) -> None:
-        session = self._current.setdefault(_session(event), [])
+        key = _session(event)
+        session = self._current.get(key)
+        if session is None:
+            session = self._current[key] = list(self._trained.get(key, ()))
         if self._online:
             self.popularity.add(event.item_id)
             self._learn(event, session)
         session.append(event.item_id)
+        self._history[event.user_id].append(event.item_id)
 
     def rank(
         self, *, session_id: str | None, user_id: str | None, n: int, exclude: frozenset[str]

@@ -76,6 +76,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
         axis.grid(alpha=0.3)
     axes[0].legend()
     label = result["protocol"] if result["protocol"] == "user" else f"next, {result['mode']}"
+    if result.get("target") == "purchase":
+        label = f"next purchase by {result['unit']}, {result['mode']}"
     fig.suptitle(f"{result['dataset']} ({label}): {result['prediction_events']} predictions")
     fig.savefig(path, dpi=120)
     plt.close(fig)

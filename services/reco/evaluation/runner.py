@@ -25,6 +25,13 @@ from reco.evaluation.data import (
 )
 from reco.evaluation.engine import EngineSystem
 from reco.evaluation.protocols import Outcome, run_next, run_user
+from reco.evaluation.purchase import (
+    PURCHASE_SPLIT,
+    Unit,
+    purchase_data,
+    run_purchase,
+    split_by_time,
+)
 from reco.evaluation.systems import System
 from reco.settings import EngineSettings
 
@@ -43,6 +50,11 @@ class EvalConfig:
     resamples: int = 2000
     seed: int = 0
     progress: bool = True
+    target: Literal["next", "purchase"] = "next"
+    """next: the next event's item; purchase: the item of each purchase event (see
+    ``reco.evaluation.purchase``)."""
+    unit: Unit = "session"
+    """Purchase target only: rank for the test session, or for the user over their history."""
 
 
 def factories(config: EvalConfig, settings: EngineSettings) -> list[Callable[[], System]]:
@@ -64,6 +76,10 @@ def run(config: EvalConfig, settings: EngineSettings | None = None) -> dict[str,
     if config.protocol == "user":
         outcomes = _run_user(config, settings, loaded, result, started)
         figures = report.USER_FIGURES
+    elif config.target == "purchase":
+        result.update(target=config.target, unit=config.unit)
+        outcomes = _run_purchase(config, settings, loaded, result, started)
+        figures = report.NEXT_FIGURES
     else:
         outcomes = _run_next(config, settings, loaded, result, started)
         figures = report.NEXT_FIGURES
@@ -85,6 +101,10 @@ def _check(config: EvalConfig) -> None:
         raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: {known}")
     if config.k < 1:
         raise ValueError(f"--k must be at least 1, got {config.k}")
+    if config.target == "purchase" and config.protocol != "next":
+        raise ValueError("--target purchase belongs to the next protocol")
+    if config.unit != "session" and config.target != "purchase":
+        raise ValueError("--unit applies to --target purchase only")
     if config.protocol == "user":
         if config.test is not None or config.split_days is not None:
             raise ValueError("the user protocol holds out each user's last event: no test split")
@@ -155,6 +175,35 @@ def _run_next(
     online = config.mode == "online"
     return [
         run_next(make(), data, online=online, kmax=config.k, progress=config.progress)
+        for make in factories(config, settings)
+    ]
+
+
+def _run_purchase(
+    config: EvalConfig,
+    settings: EngineSettings,
+    loaded: Loaded,
+    result: dict[str, Any],
+    started: float,
+) -> list[Outcome]:
+    read, rejected = loaded.read, loaded.rejected
+    if config.test is not None:
+        extra = load(config.test, config.fmt, settings, prefix="s", progress=config.progress)
+        read, rejected = read + extra.read, rejected + extra.rejected
+        train, test = loaded.events, extra.events
+        split = f"given files: T = {config.train.name}, S = {config.test.name}"
+    else:
+        days = config.split_days or 0.0
+        train, test = split_by_time(loaded.events, days)
+        split = PURCHASE_SPLIT.format(days=days)
+    data = purchase_data(train, test, config.unit)
+    result.update(split=split, catalogue=len(data.catalogue), counts=data.counts)
+    result["events"] = {"read": read, "train": len(train), "test": len(test)}
+    result["rejected_events"] = _rejected(rejected)
+    result["load_s"] = round(time.perf_counter() - started, 3)
+    online = config.mode == "online"
+    return [
+        run_purchase(make(), data, online=online, kmax=config.k, progress=config.progress)
         for make in factories(config, settings)
     ]
 
