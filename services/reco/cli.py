@@ -2,6 +2,7 @@
 
 reco dev [--demo]                       ingest + processor + api in one process
 reco replay FILE --format F [--url U]   send a dataset to a running engine
+reco train [--data-dir D]               item vectors from the archived events, a new model version
 reco eval --train T --format F ...      measure recommendation quality (EVALUATION.md)
 """
 
@@ -78,6 +79,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     rebuild.set_defaults(run=_rebuild)
 
+    train = sub.add_parser(
+        "train", help="learn item vectors from the archived events; publish a model version"
+    )
+    train.add_argument(
+        "--data-dir", type=Path, help="train embedded mode's data directory (else PostgreSQL)"
+    )
+    train.add_argument("--algorithm", choices=["item2vec", "als"], help="(RECO_ALGORITHM)")
+    train.add_argument("--dim", type=int, help="vector dimensions (RECO_DIM, default 64)")
+    train.add_argument("--epochs", type=int, help="passes over the events (RECO_EPOCHS)")
+    train.add_argument("--since-days", type=float, help="only the last N days of events")
+    train.set_defaults(run=_train)
+
     from reco.datasets import FORMATS
 
     replay = sub.add_parser("replay", help="send a dataset's events to a running engine")
@@ -97,6 +110,18 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", required=True, choices=sorted(FORMATS))
     ev.add_argument("--protocol", default="next", choices=["next", "user"])
     ev.add_argument("--mode", default="static", choices=["static", "online"])
+    ev.add_argument(
+        "--target",
+        default="next",
+        choices=["next", "purchase"],
+        help="next protocol: the next event's item, or the item of each purchase",
+    )
+    ev.add_argument(
+        "--unit",
+        default="session",
+        choices=["session", "user"],
+        help="purchase target: rank for the session (its prefix) or the user (their history)",
+    )
     ev.add_argument("--k", type=int, default=20, help="largest cut-off K (default 20)")
     ev.add_argument("--baselines", default="pop,spop,sr,vsknn", help="comma-separated, or none")
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
@@ -178,6 +203,36 @@ def _rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    import orjson
+    from pydantic import ValidationError
+
+    from reco.embeddings.training import TrainingDependencyMissing
+    from reco.exceptions import BackendUnavailable
+    from reco.settings import TrainSettings
+    from reco.train import NothingToTrain, run
+
+    flags = {
+        "data_dir": args.data_dir, "algorithm": args.algorithm, "dim": args.dim,
+        "epochs": args.epochs, "since_days": args.since_days,
+    }  # fmt: skip
+    try:
+        settings = TrainSettings(**{k: v for k, v in flags.items() if v is not None})
+        report = run(settings)
+    except ValidationError as exc:
+        print(f"reco train: {exc}", file=sys.stderr)
+        return 2
+    except (NothingToTrain, TrainingDependencyMissing, BackendUnavailable) as exc:
+        print(f"reco train: {exc}", file=sys.stderr)
+        return 1
+    v = report.version
+    print(orjson.dumps({
+        "version": v.version, "kind": v.kind, "size_bytes": v.size_bytes,
+        "params": v.params, "metrics": v.metrics, "pruned": report.pruned,
+    }).decode())  # fmt: skip
+    return 0
+
+
 def _load_demo(settings: EmbeddedSettings) -> str:
     """Load the demo shop through the ingest path, once per data directory."""
     from reco.catalog import ItemIn
@@ -232,6 +287,7 @@ def _eval(args: argparse.Namespace) -> int:
     config = EvalConfig(
         train=args.train, fmt=args.format, test=args.test, split_days=args.split_days,
         protocol=args.protocol, mode=args.mode, k=args.k, baselines=names, seed=args.seed,
+        target=args.target, unit=args.unit,
     )  # fmt: skip
     try:
         result = run(config)

@@ -18,7 +18,9 @@ from fastapi import FastAPI
 from reco.adapters.memory_features import MemoryFeatureStore
 from reco.adapters.sqlite_catalog import SqliteCatalog
 from reco.adapters.sqlite_log import SqliteConsumer, SqliteEventLog, SqliteProducer
+from reco.adapters.sqlite_models import SqliteModelStore
 from reco.api import Recommender, routers
+from reco.api.models import ModelHolder, serve_models
 from reco.ingest import IngestService
 from reco.ingest import router as ingest_router
 from reco.loop import BatchLoop
@@ -43,6 +45,7 @@ class EmbeddedEngine:
     consumer: SqliteConsumer
     store: MemoryFeatureStore
     catalog: SqliteCatalog
+    models: SqliteModelStore
     processor: BatchLoop
 
     @classmethod
@@ -68,6 +71,7 @@ class EmbeddedEngine:
             consumer=consumer,
             store=store,
             catalog=catalog,
+            models=SqliteModelStore(data / "models.db"),
             processor=BatchLoop(
                 processor, batch_size=settings.processor_batch, name="reco-processor"
             ),
@@ -82,6 +86,7 @@ class EmbeddedEngine:
         self.producer.close()
         self.consumer.close()
         self.catalog.close()
+        self.models.close()
         self.store.close()
 
     def ready(self) -> bool:
@@ -102,12 +107,14 @@ def create_app(settings: EmbeddedSettings, engine: EmbeddedEngine | None = None)
         app.state.engine = eng
         app.state.ingest = IngestService(eng.producer, settings, metrics)
         app.state.catalog = eng.catalog
-        app.state.recommender = Recommender(eng.store, eng.catalog, settings, metrics)
-        try:
-            yield
-        finally:
-            if owned:
-                eng.close()
+        models = ModelHolder(eng.models, metrics)
+        app.state.recommender = Recommender(eng.store, eng.catalog, settings, metrics, models)
+        async with serve_models(models, settings.model_refresh_s):
+            try:
+                yield
+            finally:
+                if owned:
+                    eng.close()
 
     def engine_of() -> EmbeddedEngine:
         eng: EmbeddedEngine = app.state.engine

@@ -63,6 +63,17 @@ class Metrics:
         self.cache_misses = Counter(
             "recommendation_cache_misses", "Responses computed afresh.", registry=r
         )
+        self.model_version = Gauge(
+            "reco_model_version", "Version of the embedding model served; 0: none.", registry=r
+        )
+        self.model_items = Gauge(
+            "reco_model_items", "Items with a vector in the served embedding model.", registry=r
+        )
+        self.model_load_failures = Counter(
+            "reco_model_load_failures",
+            "Newer model versions that could not be loaded (the last good one stays).",
+            registry=r,
+        )
         self.fallbacks = Counter(
             "recommendation_fallbacks",
             "Responses padded with or made of popular items, by reason.",

@@ -212,3 +212,46 @@ def offsets_check(stored: Mapping[int, int], delta: FeatureDelta) -> ApplyOutcom
             return ApplyOutcome.RESET
         return ApplyOutcome.STALE
     return ApplyOutcome.APPLIED
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """One trained model as the model store records it (the artifact is read separately)."""
+
+    version: int
+    kind: str
+    created_at: float
+    params: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    size_bytes: int = 0
+
+
+@runtime_checkable
+class ModelStore(Protocol):
+    """Trained models, versioned: ``reco train`` publishes, every api replica loads the
+    latest. Versions only grow, so "newer than the one I serve" is a comparison."""
+
+    def publish(
+        self,
+        kind: str,
+        artifact: bytes,
+        *,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, Any],
+    ) -> ModelVersion:
+        """Store a new version whole (all of it or nothing) and return it."""
+
+    def latest(self, kind: str) -> ModelVersion | None: ...
+
+    def versions(self, kind: str) -> list[ModelVersion]:
+        """Every stored version of ``kind``, newest first."""
+
+    def artifact(self, version: int) -> bytes:
+        """The bytes published as ``version``; raises ``KeyError`` if it is not stored."""
+
+    def prune(self, kind: str, keep: int) -> int:
+        """Delete all but the ``keep`` newest versions of ``kind``; return how many went."""
+
+    def ready(self) -> bool: ...
+
+    def close(self) -> None: ...

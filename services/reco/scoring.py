@@ -19,6 +19,12 @@ from reco.signals.history import context_weights
 SIGNALS = ("coview", "sequence", "neighbours", "embedding", "popularity", "recency")
 # A signal is named among an item's reasons when it brings at least this share of the score.
 REASON_SHARE = 0.1
+# The embedding weight of a cold item's similar list when the configured weight is 0: it
+# leads, and popularity (0.1 by default) only breaks near-ties.
+COLD_EMBEDDING_WEIGHT = 1.0
+
+Sourced = list[tuple[str, float, str]]
+"""``(item, value, source item)``: a signal's raw values with what each comes from."""
 
 
 @dataclass(slots=True)
@@ -71,11 +77,13 @@ def score(
     history_decay: float,
     context_items: int,
     extra: Mapping[str, Scored] | None = None,
+    sourced: Mapping[str, Sourced] | None = None,
 ) -> list[Candidate]:
     """Candidates ranked by hybrid score (ties by item id, so the order is deterministic).
 
-    ``extra`` adds signals computed elsewhere (session neighbours, embeddings) as
-    ``signal -> [(item, raw score)]``.
+    ``extra`` adds signals computed elsewhere (session neighbours) as
+    ``signal -> [(item, raw score)]``; ``sourced`` the same with the context item each
+    value comes from (embeddings: ``(item, similarity, nearest context item)``).
     """
     acc = _Accumulator()
     for source, weight in context_weights(inputs.context, history_decay)[:context_items]:
@@ -87,6 +95,9 @@ def score(
     for signal, scored in (extra or {}).items():
         for item, value in scored:
             acc.add(signal, item, value)
+    for signal, explained in (sourced or {}).items():
+        for item, value, source in explained:
+            acc.add(signal, item, value, source)
     return rank(acc, weights)
 
 
@@ -114,11 +125,23 @@ def rank(acc: _Accumulator, weights: SignalWeights) -> list[Candidate]:
 
 
 def similar(
-    related: Related, popular: Scored, weights: SignalWeights, item_id: str
+    related: Related,
+    popular: Scored,
+    weights: SignalWeights,
+    item_id: str,
+    embedding: Scored | None = None,
 ) -> list[Candidate]:
-    """Items related to ``item_id``: its co-view and sequence lists, then popular items."""
+    """Items related to ``item_id``: its co-view and sequence lists, its nearest items by
+    embedding, then popular items.
+
+    An item with no co-view or sequence list yet (a cold item) is ranked by its embedding
+    even when the ``embedding`` weight is 0: what is known about it beats popularity alone.
+    """
     acc = _Accumulator()
     acc.add_list("coview", related.coview, 1.0, item_id)
     acc.add_list("sequence", related.sequence, 1.0, item_id)
+    acc.add_list("embedding", embedding or [], 1.0, item_id)
     acc.add_list("popularity", popular, 1.0, "")
+    if embedding and not related.coview and not related.sequence and weights.embedding <= 0:
+        weights = weights.model_copy(update={"embedding": COLD_EMBEDDING_WEIGHT})
     return [c for c in rank(acc, weights) if c.item_id != item_id]

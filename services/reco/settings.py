@@ -68,6 +68,12 @@ class EngineSettings(BaseSettings):
         200, ge=0, description="Most recent candidate sessions a neighbour search weighs."
     )
     neighbour_k: int = Field(50, ge=0, description="Nearest sessions whose items are scored.")
+    embedding_candidates: int = Field(
+        100, ge=0, description="Items the embedding index proposes per request."
+    )
+    model_refresh_s: float = Field(
+        30.0, ge=0, description="How often the api looks for a newer trained model; 0: never."
+    )
     new_item_boost: float = Field(0.0, ge=0, description="Score boost of new catalog items.")
     new_item_days: float = Field(7.0, ge=0)
 
@@ -168,3 +174,23 @@ class ArchiverSettings(ConsumerSettings):
 
 class ApiSettings(StackSettings):
     port: int = Field(8080, ge=0, le=65535)
+
+
+class TrainSettings(StackSettings):
+    """``reco train``: item vectors from the archived events, published as a model version.
+
+    With ``data_dir`` set it trains embedded mode's data directory (its event log, catalog
+    and ``models.db``); otherwise the PostgreSQL archive, catalog and model table."""
+
+    data_dir: Path | None = None
+    algorithm: Literal["item2vec", "als"] = "item2vec"
+    dim: int = Field(64, ge=2, le=1024, description="Dimensions of the item vectors.")
+    epochs: int = Field(20, ge=1, description="Passes over the events (ALS: iterations).")
+    window: int = Field(5, ge=1, description="item2vec: session items on each side that count.")
+    negative: int = Field(5, ge=1, description="item2vec: negative samples per positive.")
+    min_count: int = Field(1, ge=1, description="Items with fewer events get no vector.")
+    regularization: float = Field(0.05, ge=0, description="ALS: L2 weight of the factors.")
+    since_days: float | None = Field(
+        None, gt=0, description="Train on the events of the last N days only; unset: all."
+    )
+    keep_versions: int = Field(5, ge=1, description="Model versions kept; older ones deleted.")

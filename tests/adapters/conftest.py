@@ -13,7 +13,8 @@ import pytest
 
 from reco.adapters.memory_features import MemoryFeatureStore
 from reco.adapters.sqlite_catalog import SqliteCatalog
-from reco.ports import Catalog, FeatureStore
+from reco.adapters.sqlite_models import SqliteModelStore
+from reco.ports import Catalog, FeatureStore, ModelStore
 
 # Small caps so that the contract tests can see them at work.
 CAPS = {
@@ -48,3 +49,15 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]
         cat = PostgresCatalog.from_url(request.getfixturevalue("pg_database"), cache_size=2)
     yield cat
     cat.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def model_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ModelStore]:
+    if request.param == "sqlite":
+        store: ModelStore = SqliteModelStore(tmp_path / "models.db")
+    else:
+        from reco.adapters.postgres_models import PostgresModelStore
+
+        store = PostgresModelStore.from_url(request.getfixturevalue("pg_database"))
+    yield store
+    store.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from reco.exceptions import ConfigError
-from reco.ports import Catalog, EventArchive, FeatureStore
+from reco.ports import Catalog, EventArchive, FeatureStore, ModelStore
 from reco.settings import EngineSettings
 
 _REDIS = {"redis", "rediss", "unix"}
@@ -60,3 +60,16 @@ def open_archive(url: str) -> EventArchive:
 
         return PostgresArchive.from_url(url)
     raise ConfigError(f"archive URL scheme {_scheme(url)!r}: use postgresql://…")
+
+
+def open_model_store(url: str) -> ModelStore:
+    scheme = _scheme(url)
+    if scheme == "sqlite":
+        from reco.adapters.sqlite_models import SqliteModelStore
+
+        return SqliteModelStore(Path(urlsplit(url).path))
+    if scheme in _POSTGRES:
+        from reco.adapters.postgres_models import PostgresModelStore
+
+        return PostgresModelStore.from_url(url)
+    raise ConfigError(f"model store URL scheme {scheme!r}: use sqlite:///path or postgresql://…")

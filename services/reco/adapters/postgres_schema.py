@@ -103,6 +103,22 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         );
         """,
     ),
+    Migration(
+        4,
+        "model artifacts stored with their version",
+        # The artifact lives in the row rather than at a path: the training job (a CronJob)
+        # and the api replicas share the database and nothing else, and a row is written or
+        # not, never half. A model of 100k items x 64 dimensions is about 65 MB (vectors and
+        # index); bytea takes up to 1 GB. `path` stays for artifacts kept elsewhere.
+        """
+        ALTER TABLE model_versions
+            ALTER COLUMN path DROP NOT NULL,
+            ADD COLUMN params jsonb NOT NULL DEFAULT '{}',
+            ADD COLUMN artifact bytea,
+            ADD COLUMN size_bytes bigint NOT NULL DEFAULT 0;
+        CREATE INDEX model_versions_kind ON model_versions (kind, version DESC);
+        """,
+    ),
 )
 
 _BOOKKEEPING = """

@@ -12,10 +12,10 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from reco.events import Event
+from reco.events import Event, InvalidEvent
 from reco.exceptions import BackendUnavailable
 from reco.ports import Record
 
@@ -67,6 +67,29 @@ class SqliteEventLog:
 
     def consumer(self, group: str) -> SqliteConsumer:
         return SqliteConsumer(self, _connect(self.path, self._synchronous), group)
+
+    def iter_events(self, batch: int = 10_000) -> Iterator[tuple[Record, Event]]:
+        """Every record of the log in offset order (the order events were accepted),
+        decoded, on a connection of its own; undecodable records are skipped."""
+        conn = _connect(self.path, self._synchronous)
+        try:
+            last = 0
+            while True:
+                rows = conn.execute(
+                    "SELECT rowid, key, value FROM events WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+                if not rows:
+                    return
+                for rowid, key, value in rows:
+                    record = Record(PARTITION, int(rowid) - 1, key, bytes(value))
+                    try:
+                        yield record, Event.from_json(record.value)
+                    except InvalidEvent:
+                        log.warning("events[0] offset %d undecodable, skipped", record.offset)
+                last = int(rows[-1][0])
+        finally:
+            conn.close()
 
     def notify(self) -> None:
         with self._appended:

@@ -6,14 +6,17 @@ import time
 from collections.abc import Iterable, Mapping
 
 from reco.api.cache import ResponseCache
+from reco.api.models import ModelHolder
 from reco.api.schemas import RecommendationsOut, RecommendedItem
 from reco.catalog import Item
+from reco.embeddings import EmbeddingModel
 from reco.metrics import Metrics
 from reco.ports import Catalog, FeatureStore
 from reco.rules import RuleOptions, boost_new_items, select
-from reco.scoring import Candidate, score, similar
+from reco.scoring import Candidate, Sourced, score, similar
 from reco.settings import EngineSettings
 from reco.signals.decay import ForwardDecay
+from reco.signals.history import context_weights
 
 # How many ranked candidates to look up in the catalog per item asked for: enough that the
 # rules (stock, price, diversity) still leave a full page.
@@ -27,11 +30,13 @@ class Recommender:
         catalog: Catalog,
         settings: EngineSettings,
         metrics: Metrics,
+        models: ModelHolder | None = None,
     ) -> None:
         self._store = store
         self._catalog = catalog
         self._s = settings
         self._metrics = metrics
+        self._models = models or ModelHolder(None, metrics)
         self._cache: ResponseCache[RecommendationsOut] = ResponseCache(
             settings.cache_size, settings.cache_ttl_s
         )
@@ -57,7 +62,8 @@ class Recommender:
             neighbour_sample=self._s.neighbour_sample if neighbours else 0,
             neighbour_k=self._s.neighbour_k if neighbours else 0,
         )
-        key = ("reco", user_id, session_id, count, options)
+        model = self._models.current
+        key = ("reco", user_id, session_id, count, options, model.version if model else 0)
         cached = self._cache.get(key, inputs.version)
         if cached is not None:
             self._metrics.cache_hits.inc()
@@ -71,6 +77,7 @@ class Recommender:
             history_decay=self._s.history_decay,
             context_items=self._s.context_items,
             extra={"neighbours": inputs.neighbours},
+            sourced={"embedding": self._embedding(model, inputs.context)},
         )
         personal = bool(inputs.context)
         if not personal:
@@ -89,13 +96,26 @@ class Recommender:
         self._observe("recommendations", started)
         return response
 
+    def _embedding(self, model: EmbeddingModel | None, context: list[str]) -> Sourced:
+        """Items near the context's vectors, when a model is loaded and weighted."""
+        if model is None or not context or self._s.weights.embedding <= 0:
+            return []
+        weighted = context_weights(context, self._s.history_decay)[: self._s.context_items]
+        return model.for_context(weighted, self._s.embedding_candidates)
+
     def similar(self, item_id: str, count: int, options: RuleOptions) -> RecommendationsOut:
         started = time.perf_counter()
         related = self._store.related(item_id, self._s.related_per_item)
         anchor = self._catalog.get(item_id)
         category = options.category or (anchor.category if anchor else None)
         popular = self._store.popular(_pool(count), category) or self._store.popular(_pool(count))
-        ranked = similar(related, popular, self._s.weights, item_id)
+        model = self._models.current
+        near = (
+            model.similar(item_id, _pool(count), anchor.category if anchor else None)
+            if model is not None
+            else []
+        )
+        ranked = similar(related, popular, self._s.weights, item_id, near)
         chosen, items = self._apply_rules(
             ranked, count, options, seen=(), purchased=(), exclude={item_id}
         )
@@ -103,7 +123,7 @@ class Recommender:
             item_id=item_id,
             category=options.category,
             items=self._explain(chosen, items, category if not related.coview else None),
-            personalised=bool(related.coview or related.sequence),
+            personalised=bool(related.coview or related.sequence or near),
         )
         self._observe("similar", started)
         return response

@@ -8,8 +8,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from reco.adapters.factory import open_catalog, open_feature_store
+from reco.adapters.factory import open_catalog, open_feature_store, open_model_store
 from reco.api import Recommender, routers
+from reco.api.models import ModelHolder, serve_models
 from reco.metrics import Metrics
 from reco.settings import ApiSettings
 from reco.web.app import base_app
@@ -25,12 +26,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
             settings.redis_url.get_secret_value(), settings, prefix=settings.redis_prefix
         )
         catalog = parts["catalog"] = open_catalog(settings.database_url.get_secret_value())
+        models = ModelHolder(
+            parts.setdefault("models", open_model_store(settings.database_url.get_secret_value())),
+            metrics,
+        )
         app.state.catalog = catalog
-        app.state.recommender = Recommender(store, catalog, settings, metrics)
+        app.state.recommender = Recommender(store, catalog, settings, metrics, models)
         try:
-            yield
+            async with serve_models(models, settings.model_refresh_s):
+                yield
         finally:
-            for name in ("catalog", "store"):
+            for name in ("models", "catalog", "store"):
                 with suppress(Exception):
                     parts[name].close()
 

@@ -1,0 +1,121 @@
+"""``reco train``: learn item vectors from the archived events and publish a model version.
+
+A one-shot job (a Kubernetes CronJob runs it): read the events, train, build the nearest-
+neighbour index, publish the artifact as a new version, delete versions beyond the last
+few. The api replicas look for a newer version every ``model_refresh_s`` and swap it in
+without a restart. A failed run publishes nothing, so the api keeps serving the last good
+model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from reco.adapters.factory import open_archive, open_catalog, open_model_store
+from reco.embeddings import EMBEDDINGS
+from reco.embeddings.training import TrainParams, corpus, train
+from reco.events import Event
+from reco.ports import Catalog, ModelStore, ModelVersion
+from reco.settings import TrainSettings
+
+log = logging.getLogger(__name__)
+
+
+class NothingToTrain(RuntimeError):
+    """The archive holds no usable events yet."""
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    version: ModelVersion
+    pruned: int
+
+
+def params_of(settings: TrainSettings) -> TrainParams:
+    return TrainParams(
+        algorithm=settings.algorithm,
+        dim=settings.dim,
+        epochs=settings.epochs,
+        window=settings.window,
+        negative=settings.negative,
+        min_count=settings.min_count,
+        regularization=settings.regularization,
+        session_gap_s=settings.session_gap_s,
+    )
+
+
+def run(settings: TrainSettings) -> TrainReport:
+    """Train on the configured data and publish; raises ``NothingToTrain`` on an empty
+    archive (a CronJob that runs before the first events should fail visibly)."""
+    events, catalog, models = _open(settings)
+    try:
+        return train_and_publish(events, catalog, models, settings)
+    finally:
+        catalog.close()
+        models.close()
+
+
+def train_and_publish(
+    events: Iterator[Event], catalog: Catalog, models: ModelStore, settings: TrainSettings
+) -> TrainReport:
+    params = params_of(settings)
+    started = time.perf_counter()
+    since = time.time() - settings.since_days * 86400 if settings.since_days else None
+    if since is not None:
+        events = (e for e in events if e.timestamp >= since)
+    data = corpus(events, settings.event_weights, settings.session_gap_s)
+    read_s = time.perf_counter() - started
+    if not data.events:
+        raise NothingToTrain("the archive holds no events of a known type to train on")
+    items = {i for s in data.sessions for i in s} | {i for u in data.user_items.values() for i in u}
+    known = {i.item_id: i.category for i in catalog.get_many(items).values() if i.category}
+    model = train(data, params, {k: v for k, v in known.items() if v})
+    if not len(model):
+        raise NothingToTrain(
+            f"{data.events} events but no item with {params.min_count}+ events in a session "
+            "of two or more items"
+        )
+    artifact = model.to_bytes()
+    metrics = {
+        "events": data.events,
+        "sessions": len(data.sessions),
+        "items": len(model),
+        "categories": len(model.centroids),
+        "read_s": round(read_s, 3),
+        "train_s": round(time.perf_counter() - started - read_s, 3),
+    }
+    version = models.publish(EMBEDDINGS, artifact, params=params.as_dict(), metrics=metrics)
+    pruned = models.prune(EMBEDDINGS, settings.keep_versions)
+    log.info(
+        "model %s version %d published: %d items x %d, %d events, %.1f MB, %d old versions pruned",
+        EMBEDDINGS, version.version, len(model), model.dim, data.events,
+        len(artifact) / 1e6, pruned,
+    )  # fmt: skip
+    return TrainReport(version, pruned)
+
+
+def _open(settings: TrainSettings) -> tuple[Iterator[Event], Catalog, ModelStore]:
+    if settings.data_dir is not None:
+        from reco.adapters.sqlite_catalog import SqliteCatalog
+        from reco.adapters.sqlite_log import SqliteEventLog
+        from reco.adapters.sqlite_models import SqliteModelStore
+
+        data = Path(settings.data_dir)
+        if not (data / "events.db").exists():
+            raise NothingToTrain(f"no event log in {data}: run `reco dev --data-dir {data}` first")
+        events = (e for _, e in SqliteEventLog(data / "events.db").iter_events())
+        return events, SqliteCatalog(data / "catalog.db"), SqliteModelStore(data / "models.db")
+    url = settings.database_url.get_secret_value()
+    archive = open_archive(url)
+
+    def stream() -> Iterator[Event]:
+        try:
+            yield from (e for _, e in archive.iter_events())
+        finally:
+            archive.close()
+
+    return stream(), open_catalog(url), open_model_store(url)
