@@ -12,6 +12,8 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sortedcontainers import SortedList
+
 from reco.adapters.caps import TRIM_SLACK
 from reco.ports import ApplyOutcome, RecoInputs, Related, Scored, offsets_check
 from reco.signals import FeatureDelta, SessionState, UserProfile
@@ -32,6 +34,48 @@ def _trim(values: dict[str, float], cap: int) -> None:
         keep = dict(_top(values, cap))
         values.clear()
         values.update(keep)
+
+
+class _Ranking:
+    """A popularity table in rank order, moved along by each write rather than re-sorted.
+
+    Online, every event writes popularity and the next request reads its head: a re-sort
+    costs O(n log n) on thousands of items, a move O(log n). The order is ``_top``'s, score
+    then item id, both descending.
+    """
+
+    __slots__ = ("_entries", "_head")
+
+    def __init__(self, table: dict[str, float]) -> None:
+        self._entries = SortedList((score, item) for item, score in table.items())
+        # The longest head read since the last write: between writes (static data, bursts
+        # of requests) a read is then a slice, as with the sorted views.
+        self._head: Scored = []
+
+    def move(self, item: str, old: float | None, new: float) -> None:
+        if old is not None:
+            self._entries.remove((old, item))
+        self._entries.add((new, item))
+        self._head = []
+
+    def drop_weakest(self, keep: int) -> list[str]:
+        """Remove all but the ``keep`` strongest; the same ones ``_trim`` keeps."""
+        excess = len(self._entries) - keep
+        if excess <= 0:
+            return []
+        weakest: list[str] = [item for _, item in self._entries[:excess]]
+        del self._entries[:excess]
+        self._head = []
+        return weakest
+
+    def head(self, limit: int) -> Scored:
+        if limit <= 0:
+            return []
+        head, entries = self._head, self._entries
+        if len(head) < limit and len(head) < len(entries):
+            start = max(len(entries) - limit, 0)
+            head = self._head = [(item, score) for score, item in reversed(entries[start:])]
+        return head[:limit]
 
 
 class MemoryFeatureStore:
@@ -72,6 +116,10 @@ class MemoryFeatureStore:
         # Sorted views of the score tables, built on first read after a write: requests
         # outnumber batches, and a request reads ~10 lists.
         self._sorted: dict[tuple[str, str], Scored] = {}
+        # The popularity tables (thousands of items, written by nearly every event) are
+        # ranked on first read too, but then kept in step by each write instead of dropped.
+        self._rankings: dict[str | None, _Ranking] = {}
+        """category (None: all items) -> its popularity table's ranking."""
 
     # -- processor side ----------------------------------------------------------------
     def applied_offsets(self) -> dict[int, int]:
@@ -115,10 +163,10 @@ class MemoryFeatureStore:
                 raise ValueError("delta built against another landmark; rescale first")
             self._add_nested(self._coview, delta.coview, self._max_related)
             self._add_nested(self._sequence, delta.sequence, self._max_related)
-            self._add(self._popularity, delta.popularity, self._max_popular)
-            self._add_nested(
-                self._category_popularity, delta.category_popularity, self._max_popular
-            )
+            self._add_popularity(None, self._popularity, delta.popularity)
+            for category, increments in delta.category_popularity.items():
+                table = self._category_popularity[category]
+                self._add_popularity(category, table, increments)
             self._invalidate(delta)
             self._add_index(delta.neighbour_index)
             for user_id, profile in delta.profiles.items():
@@ -149,6 +197,8 @@ class MemoryFeatureStore:
                     pop[key] *= popularity_factor
             self._landmark = landmark
             self._sorted.clear()
+            # The order stands, but rounding may tie two values: rank them anew on next read.
+            self._rankings.clear()
 
     def _invalidate(self, delta: FeatureDelta) -> None:
         drop = self._sorted.pop
@@ -156,10 +206,6 @@ class MemoryFeatureStore:
             drop(("cv", item), None)
         for item in delta.sequence:
             drop(("seq", item), None)
-        if delta.popularity:
-            drop(("pop", ""), None)
-        for category in delta.category_popularity:
-            drop(("cat", category), None)
 
     def _add_index(self, index: dict[str, dict[str, float]]) -> None:
         # A session's activity only moves forward, so a new score replaces the stored one,
@@ -170,6 +216,21 @@ class MemoryFeatureStore:
             target.update(sessions)
             _trim(target, self._max_neighbours)
             drop(("nb", item), None)
+
+    def _add_popularity(
+        self, category: str | None, target: dict[str, float], increments: dict[str, float]
+    ) -> None:
+        ranking = self._rankings.get(category)
+        if ranking is None:
+            self._add(target, increments, self._max_popular)
+            return
+        for key, value in increments.items():
+            old = target.get(key)
+            new = target[key] = (0.0 if old is None else old) + value
+            ranking.move(key, old, new)
+        if len(target) > self._max_popular * TRIM_SLACK:
+            for key in ranking.drop_weakest(self._max_popular):
+                del target[key]
 
     @staticmethod
     def _add(target: dict[str, float], increments: dict[str, float], cap: int) -> None:
@@ -269,9 +330,13 @@ class MemoryFeatureStore:
         )
 
     def _popular(self, limit: int, category: str | None) -> Scored:
-        if category is None:
-            return self._ranked(("pop", ""), self._popularity, limit)
-        return self._ranked(("cat", category), self._category_popularity.get(category), limit)
+        table = self._popularity if category is None else self._category_popularity.get(category)
+        if not table:
+            return []
+        ranking = self._rankings.get(category)
+        if ranking is None:
+            ranking = self._rankings[category] = _Ranking(table)
+        return ranking.head(limit)
 
     def _ranked(self, key: tuple[str, str], table: dict[str, float] | None, limit: int) -> Scored:
         if not table:
