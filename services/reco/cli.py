@@ -124,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--k", type=int, default=20, help="largest cut-off K (default 20)")
     ev.add_argument("--baselines", default="pop,spop,sr,vsknn", help="comma-separated, or none")
+    ev.add_argument(
+        "--embeddings",
+        default="auto",
+        choices=["auto", "none", "item2vec", "als"],
+        help="train item vectors on T first (auto: item2vec if RECO_WEIGHTS__EMBEDDING > 0)",
+    )
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--plot", type=Path, help="write HR@K and MRR@K curves to this PNG")
@@ -287,7 +293,7 @@ def _eval(args: argparse.Namespace) -> int:
     config = EvalConfig(
         train=args.train, fmt=args.format, test=args.test, split_days=args.split_days,
         protocol=args.protocol, mode=args.mode, k=args.k, baselines=names, seed=args.seed,
-        target=args.target, unit=args.unit,
+        target=args.target, unit=args.unit, embeddings=args.embeddings,
     )  # fmt: skip
     try:
         result = run(config)

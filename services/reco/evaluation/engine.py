@@ -17,8 +17,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from reco.adapters.memory_features import MemoryFeatureStore
+from reco.api.models import ModelHolder
 from reco.api.service import Recommender
 from reco.catalog import Item, ItemIn
+from reco.embeddings.training import TrainParams, corpus
+from reco.embeddings.training import train as train_embeddings
 from reco.evaluation.frozen import FrozenFeatures
 from reco.evaluation.metrics import Ranking, Rest
 from reco.events import Event
@@ -102,7 +105,13 @@ class EngineSystem:
 
     name = "engine"
 
-    def __init__(self, settings: EngineSettings, *, batch_size: int = 2000) -> None:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        *,
+        batch_size: int = 2000,
+        embeddings: TrainParams | None = None,
+    ) -> None:
         # A cached response would hide the cost of a recommendation and nothing else: every
         # event changes the session's version, so the cache would never hit anyway.
         self._settings = settings.model_copy(update={"cache_ttl_s": 0.0})
@@ -113,7 +122,12 @@ class EngineSystem:
         self._log = MemoryLog()
         self._processor = self._new_processor(self._log, self.store)
         self._frozen: FrozenFeatures | None = None
-        self._recommender = Recommender(self.store, self._catalog, self._settings, self._metrics)
+        self._embeddings = embeddings
+        self._models = ModelHolder(None, self._metrics)
+        self._recommender = self._new_recommender(self.store)
+
+    def _new_recommender(self, store: FeatureStore) -> Recommender:
+        return Recommender(store, self._catalog, self._settings, self._metrics, self._models)
 
     def _new_store(self) -> MemoryFeatureStore:
         s = self._settings
@@ -131,16 +145,21 @@ class EngineSystem:
         return processor
 
     def fit(self, train: Sequence[Event], *, online: bool) -> None:
+        """The processor drains ``train``; with ``embeddings``, item vectors are trained on
+        the same events, as ``reco train`` would from the archive. The vectors are not
+        retrained during an online replay (production retrains on a schedule)."""
         self._log.append(train)
         while self._processor.run_once(self._batch, 0).records:
             pass
+        if self._embeddings is not None:
+            s = self._settings
+            data = corpus(train, s.event_weights, s.session_gap_s)
+            self._models.current = train_embeddings(data, self._embeddings)
         if not online:
             self._frozen = FrozenFeatures(self.store)
             self._log = MemoryLog()
             self._processor = self._new_processor(self._log, self._frozen)
-            self._recommender = Recommender(
-                self._frozen, self._catalog, self._settings, self._metrics
-            )
+            self._recommender = self._new_recommender(self._frozen)
 
     def observe(self, event: Event) -> None:
         """One record, one processor batch: the event is applied before the next request."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from reco.embeddings.training import TrainParams
 from reco.evaluation import report
 from reco.evaluation.baselines import BASELINES
 from reco.evaluation.data import (
@@ -55,14 +56,27 @@ class EvalConfig:
     ``reco.evaluation.purchase``)."""
     unit: Unit = "session"
     """Purchase target only: rank for the test session, or for the user over their history."""
+    embeddings: Literal["auto", "none", "item2vec", "als"] = "auto"
+    """Item vectors the engine trains on the training part (as ``reco train`` would) before
+    the replay; auto: item2vec when the ``embedding`` weight is above 0, else none."""
 
 
 def factories(config: EvalConfig, settings: EngineSettings) -> list[Callable[[], System]]:
     out: list[Callable[[], System]] = []
     if config.engine:
-        out.append(lambda: EngineSystem(settings))
+        params = embedding_params(config, settings)
+        out.append(lambda: EngineSystem(settings, embeddings=params))
     out.extend(BASELINES[name] for name in config.baselines)
     return out
+
+
+def embedding_params(config: EvalConfig, settings: EngineSettings) -> TrainParams | None:
+    algorithm = config.embeddings
+    if algorithm == "auto":
+        algorithm = "item2vec" if settings.weights.embedding > 0 else "none"
+    if algorithm == "none":
+        return None
+    return TrainParams(algorithm=algorithm, session_gap_s=settings.session_gap_s)
 
 
 def run(config: EvalConfig, settings: EngineSettings | None = None) -> dict[str, Any]:
