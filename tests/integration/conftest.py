@@ -46,6 +46,7 @@ def stack_env(
         "RECO_DATABASE_URL": pg_database,
         "RECO_CACHE_TTL_S": "1",
         "RECO_SESSION_TIMEOUT_MS": "6000",
+        "RECO_MODEL_REFRESH_S": "0.5",
         **UNCAPPED,
     }
 

@@ -3,6 +3,8 @@ and the archiver -> PostgreSQL; crashes and restarts lose nothing and count noth
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import subprocess
 import sys
@@ -117,6 +119,27 @@ def test_events_in_recommendations_out(stack: Stack, stack_env: dict[str, str]) 
     with psycopg.connect(stack_env["RECO_DATABASE_URL"]) as conn:
         archived = conn.execute("SELECT count(*) FROM events").fetchone()
     assert archived == (len(shop.events) + 1,)
+
+    # `reco train` (the CronJob's command) learns from the archive and publishes a version;
+    # the running api loads it without a restart, and a cold item gets a similar list.
+    trained = subprocess.run(
+        [sys.executable, "-m", "reco.cli", "train"],
+        env={**os.environ, **stack_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr
+    version = json.loads(trained.stdout)
+    assert version["metrics"]["events"] == len(shop.events) + 1
+    wait_until(
+        lambda: stack["api"].metric("reco_model_version") == version["version"], timeout_s=30
+    )
+    cold = {"item_id": "running-new-arrival", "title": "New", "category": "running"}
+    httpx.put(api + "/items", json=[cold], timeout=30).raise_for_status()
+    similar = httpx.get(api + f"/items/{cold['item_id']}/similar", params={"count": 5}).json()
+    assert similar["personalised"] is True, "the running centroid stands in for the cold item"
+    assert {i["category"] for i in similar["items"][:3]} == {"running"}
 
     # SIGTERM drains every service and exits cleanly.
     for role in ("ingest", "processor", "archiver", "api"):
