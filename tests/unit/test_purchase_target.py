@@ -12,7 +12,7 @@ import pytest
 from reco.evaluation import EvalConfig, purchase, run
 from reco.evaluation.baselines import BASELINES, SessionPop
 from reco.evaluation.engine import EngineSystem
-from reco.evaluation.metrics import Ranking, Rest
+from reco.evaluation.metrics import Position, Ranking, Rest, Scoreboard
 from reco.evaluation.purchase import PurchaseData, purchase_data, run_purchase, split_by_time
 from reco.evaluation.systems import System
 from reco.events import Event
@@ -285,3 +285,21 @@ def test_reco_eval_refuses_a_unit_without_the_purchase_target(
     config = EvalConfig(train=write_events(tmp_path / "events.csv"), fmt="csv", split_days=1.0)
     with pytest.raises(ValueError, match=message):
         run(replace(config, **change))  # type: ignore[arg-type]
+
+
+# -- comparing two settings on the same predictions ---------------------------------------
+
+
+def test_paired_intervals_cancel_what_two_runs_share() -> None:
+    a, b = Scoreboard(5), Scoreboard(5)
+    for session in range(40):  # b hits where a does, and in every tenth session too
+        hit, miss = Position(0, 1), Position(9, 1)
+        a.add(session, hit if session % 2 else miss)
+        b.add(session, hit if session % 2 or session % 10 == 0 else miss)
+    ((low, high),) = b.paired_intervals(a, [("HR", 1)], resamples=500)
+    assert 0.0 <= low < 0.1 < high  # b - a = 4 / 40, never below 0
+    ((alone_low, alone_high),) = b.intervals([("HR", 1)], resamples=500)
+    assert alone_high - alone_low > 1.5 * (high - low)
+    assert b.paired_intervals(b, [("HR", 1)], resamples=50) == [(0.0, 0.0)]
+    with pytest.raises(ValueError, match="same sessions"):
+        b.paired_intervals(Scoreboard(5), [("HR", 1)])

@@ -170,6 +170,29 @@ class Scoreboard:
         columns = [[self._rows[s][self._column(m, k)] for s in keys] for m, k in wanted]
         return bootstrap(counts, columns, resamples=resamples, seed=seed, level=level)
 
+    def paired_intervals(
+        self,
+        other: Scoreboard,
+        wanted: Sequence[tuple[str, int]],
+        *,
+        resamples: int = 2000,
+        seed: int = 0,
+        level: float = 0.95,
+    ) -> list[tuple[float, float]]:
+        """Intervals of ``self - other`` where both scored the same predictions (two
+        settings of one system, say): each resample draws the same sessions for both, so
+        what the two share cancels and a small difference can stand out of the noise."""
+        keys = sorted(self._rows)
+        same = keys == sorted(other._rows) and self.kmax == other.kmax
+        if not same or any(self._counts[s] != other._counts[s] for s in keys):
+            raise ValueError("paired intervals need the same sessions, predictions and K")
+        counts = [self._counts[s] for s in keys]
+        columns = [
+            [self._rows[s][c] - other._rows[s][c] for s in keys]
+            for c in (self._column(m, k) for m, k in wanted)
+        ]
+        return bootstrap(counts, columns, resamples=resamples, seed=seed, level=level)
+
 
 def bootstrap(
     counts: Sequence[int],
