@@ -8,15 +8,22 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from reco.adapters.kafka_consumer import KafkaConsumer
 from reco.adapters.kafka_producer import KafkaProducer
 from reco.adapters.kafka_topics import ensure_topic
+from reco.adapters.memory_features import MemoryFeatureStore
+from reco.adapters.sqlite_catalog import SqliteCatalog
 from reco.events import Event
 from reco.exceptions import BackendUnavailable, ConfigError
+from reco.metrics import Metrics
+from reco.processor import Processor
+from reco.settings import EngineSettings
 from tests.adapters.test_event_log import by_partition, make_events, poll_until, read_topic
 from tests.conftest import wait_until
 from tests.support.servers import KafkaServer
@@ -259,3 +266,42 @@ def test_ensure_topic_refuses_what_the_cluster_cannot_do(
 ) -> None:
     with pytest.raises(ConfigError, match=topic_name):
         ensure_topic(kafka_server.bootstrap, topic_name, 1, replication=3)
+
+
+def test_a_member_commits_what_the_store_applied_but_a_killed_member_did_not_commit(
+    kafka_server: KafkaServer,
+    producer: KafkaProducer,
+    consumers: Callable[[], KafkaConsumer],
+    tmp_path: Path,
+) -> None:
+    """A processor killed between its store write and its offset commit leaves the group's
+    committed offsets behind the store. The next member reads nothing new, so it must
+    commit the store's offsets itself; otherwise the lag the group reports (the gauge, and
+    the broker's figure an autoscaler reads) stays at the uncommitted records for good."""
+    producer.produce(make_events(["a", "b", "c"], per_user=4))
+    store = MemoryFeatureStore()
+    catalog = SqliteCatalog(tmp_path / "catalog.db")
+    settings = EngineSettings()
+
+    first = consumers()
+    killed = Processor(first, store, catalog, settings, Metrics())
+    killed.resume()
+    first.commit = lambda offsets: None  # type: ignore[method-assign]  # the crash window
+    wait_until(lambda: killed.run_once(100, 0.2).records == 0 and store.applied_offsets(), 30)
+    assert store.applied_offsets() == {0: 12}
+    first.close()
+
+    second = consumers()
+    metrics = Metrics()
+    taking_over = Processor(second, store, catalog, settings, metrics)
+    taking_over.resume()
+    wait_until(lambda: taking_over.run_once(100, 0.2) and second.lag() == {0: 0}, timeout_s=30)
+    gauge = metrics.consumer_lag.labels("reco-processor", "0")._value.get()
+    assert gauge == 0
+    admin = AdminClient({"bootstrap.servers": kafka_server.bootstrap})
+    group = second.group
+    offsets = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition(second.topic, 0)])]
+    )[group].result()
+    assert [tp.offset for tp in offsets.topic_partitions] == [12], "the broker has it too"
+    catalog.close()

@@ -66,17 +66,26 @@ class Processor:
 
     def run_once(self, max_records: int, timeout_s: float) -> BatchResult:
         records = self._consumer.poll(max_records, timeout_s)
+        if self._consumer.assignments() != self._assignments:
+            self._reassigned()
         if not records:
             self._export_lag()
             return BatchResult(0, 0)
         started = time.perf_counter()
-        if self._consumer.assignments() != self._assignments:
-            self._assignments = self._consumer.assignments()
-            self._applied = self._store.applied_offsets()
         result = self.process(records)
         self._metrics.processor_batch_seconds.observe(time.perf_counter() - started)
         self._export_lag()
         return result
+
+    def _reassigned(self) -> None:
+        """Partitions came from another member: trust the store's offsets, not our copy,
+        and commit them for the group. A member killed between its store write and its
+        commit leaves the group's offsets behind the store; with nothing new to read this
+        member would never commit, and the lag the group reports (to us, to an autoscaler
+        reading the broker) would stay at what was applied but not committed."""
+        self._assignments = self._consumer.assignments()
+        self._applied = self._store.applied_offsets()
+        self._consumer.commit(self._applied)
 
     def process(self, records: Sequence[Record]) -> BatchResult:
         """Apply one batch of records, then commit it (the body of ``run_once``)."""
