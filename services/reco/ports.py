@@ -148,7 +148,9 @@ class FeatureStore(Protocol):
     ) -> RecoInputs:
         """Everything a recommendation reads, in one call (one round trip). With
         ``neighbour_k > 0`` it includes the session neighbours of the session's (else the
-        user's recent) items: ``neighbour_sample`` candidates, the ``neighbour_k`` nearest."""
+        user's) ``context_items`` most recent items: ``neighbour_sample`` candidates, the
+        ``neighbour_k`` nearest. (A longer query would read more index lists in the one
+        script Redis runs at a time, for neighbours matched on items long past.)"""
 
     def neighbours(
         self, items: Sequence[str], *, exclude: str | None, sample: int, k: int

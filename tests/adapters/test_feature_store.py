@@ -310,3 +310,28 @@ def test_neighbours_equal_the_in_memory_stores(feature_store: FeatureStore) -> N
         assert got == reference.neighbours(query, exclude=exclude, sample=sample, k=k)
         found += bool(got)
     assert found > 10
+
+
+def test_the_neighbour_query_is_the_context_items_most_recent(
+    feature_store: FeatureStore,
+) -> None:
+    """A long session is matched on its ``context_items`` latest items only: a session that
+    shares only its older items is no neighbour."""
+    d = _delta()
+    d.sessions["old-match"] = SessionState("old-match", "v", ["o1", "o2", "x"], 1.0)
+    d.sessions["new-match"] = SessionState("new-match", "w", ["n1", "y"], 2.0)
+    d.neighbour_index = {
+        "o1": {"old-match": 1.0},
+        "o2": {"old-match": 1.0},
+        "n1": {"new-match": 2.0},
+    }
+    d.sessions["long"] = SessionState("long", "u", ["o1", "o2", "m1", "m2", "n1"], 3.0)
+    feature_store.apply(d)
+    inputs = _inputs(
+        feature_store, session_id="long", context_items=2, neighbour_sample=10, neighbour_k=5
+    )
+    assert {i for i, _ in inputs.neighbours} == {"n1", "y"}  # type: ignore[attr-defined]
+    everything = _inputs(
+        feature_store, session_id="long", context_items=5, neighbour_sample=10, neighbour_k=5
+    )
+    assert {"x", "y"} <= {i for i, _ in everything.neighbours}  # type: ignore[attr-defined]

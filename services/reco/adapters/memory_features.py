@@ -286,7 +286,9 @@ class MemoryFeatureStore:
                 related=related,
                 popular=self._popular(popular, category),
                 version=version,
-                neighbours=self._neighbours(context[::-1], exclude, neighbour_sample, neighbour_k),
+                neighbours=self._neighbours(
+                    context[:context_items][::-1], exclude, neighbour_sample, neighbour_k
+                ),
             )
 
     def neighbours(

@@ -265,8 +265,10 @@ for _, item in ipairs(recent) do
     related[#related + 1] = top(k_sequence(item), LIMIT)
   end
 end
-local current = {}
-for i = #recent, 1, -1 do current[#current + 1] = recent[i] end
+-- The neighbour query: the CONTEXT most recent items (all given items in mode x).
+local current, last = {}, #recent
+if MODE ~= 'x' then last = math.min(last, CONTEXT) end
+for i = last, 1, -1 do current[#current + 1] = recent[i] end
 return {blob, version, related, top(POPULAR_KEY, POPULAR), neighbours(current)}
 """
 

@@ -136,7 +136,10 @@ class FrozenFeatures:
             popular=self._base.popular(popular, category),
             version=version,
             neighbours=self.neighbours(
-                context[::-1], exclude=exclude, sample=neighbour_sample, k=neighbour_k
+                context[:context_items][::-1],
+                exclude=exclude,
+                sample=neighbour_sample,
+                k=neighbour_k,
             ),
         )
 
