@@ -3,12 +3,14 @@ the purchase (or anything after it) before it ranks."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from reco.cli import main
 from reco.evaluation import EvalConfig, purchase, run
 from reco.evaluation.baselines import BASELINES, SessionPop
 from reco.evaluation.engine import EngineSystem
@@ -270,6 +272,18 @@ def test_reco_eval_purchase_target(tmp_path: Path) -> None:
     assert result["counts"]["first_in_session"] == 1
     assert set(result["systems"]) == {"engine", "pop"}
     assert result["systems"]["engine"]["prediction_events"] == 3
+
+
+def test_reco_eval_cli_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_events(tmp_path / "events.csv")
+    args = ["eval", "--train", str(data), "--format", "csv", "--split-days", str(50 / 86400)]
+    flags = ["--target", "purchase", "--unit", "session", "--mode", "online", "--json"]
+    assert main([*args, *flags, "--baselines", "none", "--k", "5"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["target"], result["unit"], result["mode"]) == ("purchase", "session", "online")
+    assert result["prediction_events"] == 3
+    assert main([*args, "--unit", "user"]) == 2
+    assert "--unit applies to --target purchase only" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
