@@ -2,7 +2,8 @@
 
 ``EngineSettings`` tunes the signals and the scoring and is shared by every role;
 each role's own settings class extends it with what only that role needs.
-Nested values use ``__``: ``RECO_WEIGHTS__COVIEW=2``, ``RECO_EVENT_WEIGHTS='{"like": 4}'``.
+Nested values use ``__``: ``RECO_WEIGHTS__COVIEW=2``. A map is given whole, as JSON:
+``RECO_EVENT_WEIGHTS='{"view": 1, "cart": 5, "like": 4}'`` accepts those three types only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 3.0, "cart": 5.0, "purchase": 10.0}
+# fav (a shop's "add to wishlist", Taobao's fav) is accepted like a click: refusing a common
+# event costs clients a 422, and on Taobao no weighting of fav, cart or purchase (0 to 100)
+# moved purchase prediction beyond the noise (docs/event-types.md).
+DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 3.0, "fav": 3.0, "cart": 5.0, "purchase": 10.0}
 
 
 class SignalWeights(BaseModel):
@@ -69,7 +73,7 @@ class EngineSettings(BaseSettings):
     )
     neighbour_k: int = Field(50, ge=0, description="Nearest sessions whose items are scored.")
     embedding_candidates: int = Field(
-        100, ge=0, description="Items the embedding index proposes per request."
+        50, ge=0, description="Items the embedding index proposes per request."
     )
     model_refresh_s: float = Field(
         30.0, ge=0, description="How often the api looks for a newer trained model; 0: never."

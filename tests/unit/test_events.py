@@ -7,7 +7,7 @@ import math
 import pytest
 
 from reco.events import Event, EventValidator, InvalidEvent
-from reco.settings import DEFAULT_EVENT_WEIGHTS
+from reco.settings import DEFAULT_EVENT_WEIGHTS, EngineSettings
 
 pytestmark = pytest.mark.unit
 NOW = 1_700_000_000.0
@@ -41,6 +41,20 @@ def test_given_fields_are_kept(validator: EventValidator) -> None:
     assert event.timestamp == NOW
     assert event.session_id == "s"
     assert event.properties == {"category": "shoes"}
+
+
+@pytest.mark.parametrize("kind", ["view", "click", "fav", "cart", "purchase"])
+def test_default_types_are_accepted(kind: str) -> None:
+    settings = EngineSettings()
+    validator = EventValidator(settings.event_weights, settings.max_future_skew_s)
+    assert validator.validate({"user_id": "u", "item_id": "i", "type": kind}).type == kind
+
+
+def test_event_weights_from_the_environment_replace_the_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RECO_EVENT_WEIGHTS", '{"view": 1, "like": 4}')
+    assert EngineSettings().event_weights == {"view": 1.0, "like": 4.0}
 
 
 def test_epoch_seconds_accepted(validator: EventValidator) -> None:

@@ -1,7 +1,7 @@
 """Taobao UserBehavior (Alibaba Tianchi): ``user,item,category,behavior,unix_ts`` without a header.
 
-Behaviours map to engine event types; ``fav`` stays ``fav``, a custom type the engine accepts
-once it is configured with a weight. The dataset has no sessions.
+Behaviours map to engine event types; ``fav`` stays ``fav``, one of the engine's default
+types (weight 3, like a click). The dataset has no sessions.
 """
 
 from __future__ import annotations
