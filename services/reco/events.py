@@ -140,7 +140,8 @@ class EventValidator:
             known = ", ".join(sorted(self._types))
             raise InvalidEvent(
                 f"type: unknown event type {wire.type!r}; known types are {known} "
-                "(add one with a weight in RECO_EVENT_WEIGHTS)"
+                "(RECO_EVENT_WEIGHTS sets the accepted types: it replaces the whole map, "
+                "so list the defaults with the new one)"
             )
         ts = _epoch(wire.timestamp, now)
         if ts > now + self._skew:
