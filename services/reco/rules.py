@@ -22,6 +22,8 @@ class RuleOptions:
     max_price: float | None = None
     in_stock_only: bool = True
     max_per_category: int | None = None
+    exclude: frozenset[str] = frozenset()
+    """Items the page already shows (or that must not appear for another reason)."""
 
     @property
     def needs_catalog(self) -> bool:
@@ -41,6 +43,8 @@ def allowed(
     seen: Collection[str],
     purchased: Collection[str],
 ) -> bool:
+    if item_id in options.exclude:
+        return False
     if options.exclude_seen and item_id in seen:
         return False
     if options.exclude_purchased and item_id in purchased:

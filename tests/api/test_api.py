@@ -103,6 +103,9 @@ def test_rule_options(client: TestClient) -> None:
         for i in client.get("/recommendations", params={**params, "max_price": 20}).json()["items"]
     )
     assert "soldout" in ids(in_stock_only="false", category="camping")
+    shown = ids(exclude_seen="false")[:2]
+    assert not set(shown) & set(ids(exclude_seen="false", exclude=shown)), "a page's own items"
+    assert len(ids(exclude_seen="false", exclude=shown, count=2)) == 2, "still a full page"
     diverse = client.get("/recommendations", params={**params, "max_per_category": 1}).json()
     categories = [i["category"] for i in diverse["items"]]
     assert len(categories) == len(set(categories))

@@ -119,6 +119,8 @@ def test_bad_items(client: TestClient, body: Any, status: int, fragment: str) ->
         ({"user_id": "u", "min_price": -1}, "min_price"),
         ({"user_id": "u", "max_per_category": 0}, "max_per_category"),
         ({"user_id": ""}, "user_id"),
+        ({"user_id": "u", "exclude": [""]}, "exclude"),
+        ({"user_id": "u", "exclude": [f"i{n}" for n in range(501)]}, "exclude"),
     ],
 )
 def test_bad_recommendation_queries(

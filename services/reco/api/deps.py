@@ -13,6 +13,7 @@ from reco.ports import Catalog
 from reco.rules import RuleOptions
 
 MAX_COUNT = 200
+MAX_EXCLUDE = 500
 
 
 # Dependencies are coroutines although they do no I/O: FastAPI runs a plain function in its
@@ -49,6 +50,11 @@ class RuleQuery(BaseModel):
     max_price: float | None = Field(None, ge=0, allow_inf_nan=False)
     in_stock_only: bool = Field(True, description="Leave out items the catalog marks sold out.")
     max_per_category: int | None = Field(None, ge=1, description="Diversity: at most N a category.")
+    exclude: list[Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]] = Field(
+        default_factory=list,
+        max_length=MAX_EXCLUDE,
+        description="Items to leave out, e.g. those the page already shows (repeat the parameter).",
+    )
 
     @model_validator(mode="after")
     def _price_range(self) -> RuleQuery:
@@ -61,7 +67,7 @@ class RuleQuery(BaseModel):
         return self
 
     def options(self) -> RuleOptions:
-        return RuleOptions(**self.model_dump())
+        return RuleOptions(**(self.model_dump() | {"exclude": frozenset(self.exclude)}))
 
 
 async def rule_options(query: Annotated[RuleQuery, Query()]) -> RuleOptions:

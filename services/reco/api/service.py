@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from itertools import islice
 
 from reco.api.cache import ResponseCache
 from reco.api.models import ModelHolder
@@ -157,7 +158,9 @@ class Recommender:
         purchased: Iterable[str],
         exclude: frozenset[str] | set[str] = frozenset(),
     ) -> tuple[list[Candidate], dict[str, Item]]:
-        head = [c for c in ranked[: count * _CANDIDATES_PER_ITEM + 50] if c.item_id not in exclude]
+        exclude = exclude | options.exclude
+        wanted_head = count * _CANDIDATES_PER_ITEM + 50
+        head = list(islice((c for c in ranked if c.item_id not in exclude), wanted_head))
         wanted = {c.item_id for c in head}
         wanted.update(src for c in head for src in c.sources.values())
         items = self._catalog.get_many(wanted)

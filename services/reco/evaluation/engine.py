@@ -14,6 +14,7 @@ the processor prefers to the catalog anyway.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from reco.adapters.memory_features import MemoryFeatureStore
@@ -169,15 +170,18 @@ class EngineSystem:
     def rank(
         self, *, session_id: str | None, user_id: str | None, n: int, exclude: frozenset[str]
     ) -> Ranking:
+        # The protocol's non-candidates go to the api's own exclusion rule, as a page leaves
+        # out what it already shows: asking for n + |exclude| items instead would build and
+        # explain hundreds of items per request for MovieLens users.
         response = self._recommender.recommend(
             user_id=None if session_id is not None else user_id,
             session_id=session_id,
-            count=n + len(exclude),
-            options=EVAL_OPTIONS,
+            count=n,
+            options=replace(EVAL_OPTIONS, exclude=exclude),
         )
         items = tuple(r.item_id for r in response.items)
         scores = tuple(r.score for r in response.items)
-        return Ranking(items, scores, _rest(scores, n + len(exclude))).without(exclude)
+        return Ranking(items, scores, _rest(scores, n))
 
     def end_session(self, session_id: str) -> None:
         if self._frozen is not None:
