@@ -9,8 +9,9 @@ drown the others. Each signal is then divided by its maximum over the candidates
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from reco.ports import RecoInputs, Related, Scored
 from reco.settings import SignalWeights
@@ -61,13 +62,21 @@ class _Accumulator:
                 self.best[signal][item] = (value, source)
 
     def add_list(self, signal: str, scored: Scored, weight: float, source: str) -> None:
+        """``add`` for each item of a list divided by its head (inlined: the hot loop of a
+        request, ~2,000 calls on a long history)."""
         if not scored:
             return
         top = scored[0][1]
         if top <= 0:
             return
+        table, best = self.raw[signal], self.best[signal]
+        get, best_of = table.get, best.get
         for item, value in scored:
-            self.add(signal, item, weight * value / top, source)
+            part = weight * value / top
+            table[item] = get(item, 0.0) + part
+            held = best_of(item)
+            if held is None or part > held[0]:
+                best[item] = (part, source)
 
 
 def score(
@@ -78,7 +87,7 @@ def score(
     context_items: int,
     extra: Mapping[str, Scored] | None = None,
     sourced: Mapping[str, Sourced] | None = None,
-) -> list[Candidate]:
+) -> Ranked:
     """Candidates ranked by hybrid score (ties by item id, so the order is deterministic).
 
     ``extra`` adds signals computed elsewhere (session neighbours) as
@@ -101,8 +110,11 @@ def score(
     return rank(acc, weights)
 
 
-def rank(acc: _Accumulator, weights: SignalWeights) -> list[Candidate]:
-    candidates: dict[str, Candidate] = {}
+def rank(acc: _Accumulator, weights: SignalWeights) -> Ranked:
+    """Every candidate by score (ties by item id); each signal divided by its maximum."""
+    parts: list[tuple[str, dict[str, float]]] = []
+    totals: dict[str, float] = {}
+    get = totals.get
     for signal in SIGNALS:
         weight = getattr(weights, signal)
         table = acc.raw[signal]
@@ -111,17 +123,65 @@ def rank(acc: _Accumulator, weights: SignalWeights) -> list[Candidate]:
         top = max(table.values())
         if top <= 0:
             continue
-        for item, raw in table.items():
-            cand = candidates.get(item)
-            if cand is None:
-                cand = candidates[item] = Candidate(item)
-            part = weight * raw / top
-            cand.signals[signal] = part
-            cand.score += part
-            best = acc.best[signal].get(item)
-            if best is not None and best[1]:
-                cand.sources[signal] = best[1]
-    return sorted(candidates.values(), key=lambda c: (-c.score, c.item_id))
+        part = {item: weight * raw / top for item, raw in table.items()}
+        parts.append((signal, part))
+        for item, value in part.items():
+            totals[item] = get(item, 0.0) + value
+    order = sorted(totals, key=lambda item: (-totals[item], item))
+    return Ranked(order, totals, parts, acc.best)
+
+
+class Ranked(Sequence[Candidate]):
+    """Candidates in rank order, each built when first read: a request reads the head of a
+    ranking of about a thousand candidates, so building them all would be wasted."""
+
+    def __init__(
+        self,
+        order: list[str],
+        totals: dict[str, float],
+        parts: list[tuple[str, dict[str, float]]],
+        best: dict[str, dict[str, tuple[float, str]]],
+    ) -> None:
+        self._order = order
+        self._totals = totals
+        self._parts = parts
+        self._best = best
+        self._built: dict[int, Candidate] = {}
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @overload
+    def __getitem__(self, index: int) -> Candidate: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Candidate]: ...
+
+    def __getitem__(self, index: int | slice) -> Candidate | list[Candidate]:
+        if isinstance(index, slice):
+            return [self._candidate(i) for i in range(*index.indices(len(self._order)))]
+        if index < 0:
+            index += len(self._order)
+        if not 0 <= index < len(self._order):
+            raise IndexError(index)
+        return self._candidate(index)
+
+    def __iter__(self) -> Iterator[Candidate]:
+        for index in range(len(self._order)):
+            yield self._candidate(index)
+
+    def _candidate(self, index: int) -> Candidate:
+        cand = self._built.get(index)
+        if cand is None:
+            item = self._order[index]
+            cand = self._built[index] = Candidate(item, self._totals[item])
+            for signal, part in self._parts:
+                if item in part:
+                    cand.signals[signal] = part[item]
+                    best = self._best[signal].get(item)
+                    if best is not None and best[1]:
+                        cand.sources[signal] = best[1]
+        return cand
 
 
 def similar(

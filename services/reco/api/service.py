@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 
 from reco.api.cache import ResponseCache
@@ -150,7 +150,7 @@ class Recommender:
 
     def _apply_rules(
         self,
-        ranked: list[Candidate],
+        ranked: Sequence[Candidate],
         count: int,
         options: RuleOptions,
         *,
