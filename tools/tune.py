@@ -1,0 +1,803 @@
+"""Search the engine's defaults on an inner split of the training part; ablate each signal.
+
+Choosing never looks at a dataset's test part (``../shared/EVALUATION.md`` §1.2). The
+training part ``T`` of the normal split is split again by its own last ``--inner-days`` days
+into inner-train / inner-test (:func:`inner_folds`); further folds first cut ``T`` back by its
+last sessions, so that more inner predictions make a comparison less noisy. For MovieLens
+(user protocol) the inner target is each user's last *training* rating, the second-to-last
+overall (:func:`inner_user_data`). The search is a coordinate search in static mode; a value
+replaces the current one only when the paired, session-bootstrap 95 % interval of the
+difference lies above zero, and then the value chosen is the smoothest of the plateau (the
+values not worse than the best beyond noise), not the noisy maximum.
+
+The ablation then runs ``reco eval``'s own runner on the normal split with the chosen
+settings: the full engine, the engine with each weighted signal set to 0, and the reference
+baselines of the same run.
+
+    .venv/bin/python tools/tune.py --json eval-results/tune.json \\
+        --plot docs/img/ablation.png --markdown FILE.md
+
+About 12 min on 2 shared cores; ``--report eval-results/tune.json`` redraws the tables and
+the plot of a saved run. Results are written up in ``docs/tuning.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from reco.adapters.memory_features import MemoryFeatureStore
+from reco.evaluation.data import NextData, UserData, load, next_data, split_by_days, user_data
+from reco.evaluation.engine import EngineSystem
+from reco.evaluation.metrics import Position, Ranking, bootstrap, hit_rate, locate, ndcg
+from reco.evaluation.metrics import reciprocal_rank as rr
+from reco.evaluation.protocols import Outcome, run_next, run_user
+from reco.evaluation.runner import EvalConfig, embedding_params, run
+from reco.events import Event
+from reco.settings import EngineSettings
+
+KMAX = 20
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+DAY = 86400.0
+Point = dict[str, float]
+STARTED = time.perf_counter()
+
+
+def say(message: str) -> None:
+    print(f"[{time.perf_counter() - STARTED:6.0f} s] {message}", file=sys.stderr, flush=True)
+
+
+# -- datasets and inner splits -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    file: str
+    fmt: str
+    split_days: float | None = None
+    """The next protocol's test part: sessions ending in the last D days; None: user protocol."""
+    own_sessions: bool = True
+    """The data names its sessions, so ``session_gap_s`` never applies to them."""
+
+    @property
+    def protocol(self) -> Literal["next", "user"]:
+        return "user" if self.split_days is None else "next"
+
+    @property
+    def metrics(self) -> tuple[str, str]:
+        """(reported, objective): the headline pair of the dataset's protocol."""
+        return ("HR@10", "NDCG@10") if self.split_days is None else ("HR@20", "MRR@20")
+
+    def config(self, data_dir: Path, *, seed: int = 0, resamples: int = 2000) -> EvalConfig:
+        """``reco eval``'s configuration of the dataset's normal split."""
+        return EvalConfig(
+            train=data_dir / self.file,
+            fmt=self.fmt,
+            split_days=self.split_days,
+            protocol=self.protocol,
+            seed=seed,
+            resamples=resamples,
+            progress=False,
+        )
+
+    def command(self) -> str:
+        split = (
+            "--protocol user" if self.split_days is None else f"--split-days {self.split_days:g}"
+        )
+        return f"reco eval --train ../shared/data/{self.file} --format {self.fmt} {split}"
+
+
+DATASETS = {
+    "diginetica": Dataset(
+        "diginetica", "diginetica-sample/sample_train-item-views.csv", "diginetica", 7.0
+    ),
+    "taobao": Dataset(
+        "taobao", "taobao-userbehavior-sample/UserBehavior.csv", "taobao", 2.0, own_sessions=False
+    ),
+    "rees46": Dataset(
+        "rees46", "rees46-ecommerce-oct2019-sample/2019-Oct-sample.csv", "rees46", 0.004
+    ),
+    "movielens": Dataset("movielens", "movielens-100k/u.data", "movielens", own_sessions=False),
+}
+
+
+def inner_folds(
+    train: Sequence[Event], days: float, folds: int
+) -> list[tuple[list[Event], list[Event]]]:
+    """``folds`` inner (train, test) splits of the outer training part ``train`` only.
+
+    Fold 0 splits ``train`` by its own last ``days`` days; fold f + 1 splits fold f's
+    inner-train the same way, so each fold tests earlier sessions than the fold before, and
+    trains only on sessions that end before its own test window.
+    """
+    out: list[tuple[list[Event], list[Event]]] = []
+    rest = list(train)
+    for _ in range(folds):
+        inner_train, inner_test = split_by_days(rest, days)
+        if not inner_train or not inner_test:
+            break
+        out.append((inner_train, inner_test))
+        rest = inner_train
+    return out
+
+
+def inner_next_splits(
+    events: Sequence[Event], outer_days: float, inner_days: float, folds: int
+) -> list[tuple[list[Event], list[Event]]]:
+    """The inner folds of the next protocol's training part; its test part is dropped here."""
+    train, _ = split_by_days(events, outer_days)
+    return inner_folds(train, inner_days, folds)
+
+
+def inner_user_data(events: Sequence[Event]) -> UserData:
+    """The user protocol one step earlier: built from the training part only (each user's
+    last event removed), so each user's last *training* event is the target."""
+    return user_data(user_data(events).train)
+
+
+def engine_view(data: NextData | UserData, own_sessions: bool) -> NextData | UserData:
+    """Where the dataset names no sessions, the engine gets its training events without the
+    sessions the harness gave them, so it sessionizes them by its own ``session_gap_s``; the
+    protocol's test sessions and targets stay as loaded (same sessions at the default gap)."""
+    if own_sessions:
+        return data
+    return replace(data, train=[replace(e, session_id=None) for e in data.train])
+
+
+# -- scoring one configuration on inner splits ---------------------------------------------
+
+# Read at request time only: the trained model does not depend on them.
+QUERY_FIELDS = {
+    "weights",
+    "history_decay",
+    "context_items",
+    "related_per_item",
+    "neighbour_sample",
+    "neighbour_k",
+}
+METRIC_FNS: dict[str, Callable[[Position, int], float]] = {
+    "HR": hit_rate,
+    "MRR": rr,
+    "NDCG": ndcg,
+}
+
+
+def configure(base: EngineSettings, point: Mapping[str, float]) -> EngineSettings:
+    """``base`` with ``point``'s values (``weights.x`` names a signal weight)."""
+    weights = {k.removeprefix("weights."): v for k, v in point.items() if k.startswith("weights.")}
+    top: dict[str, Any] = {}
+    for name, value in point.items():
+        if not name.startswith("weights."):
+            top[name] = int(value) if isinstance(getattr(base, name), int) else float(value)
+    return base.model_copy(update=top | {"weights": base.weights.model_copy(update=weights)})
+
+
+def read_point(settings: EngineSettings, names: Sequence[str]) -> Point:
+    out: Point = {}
+    for name in names:
+        owner: Any = settings.weights if name.startswith("weights.") else settings
+        out[name] = getattr(owner, name.removeprefix("weights."))
+    return out
+
+
+class TrainedEngine(EngineSystem):
+    """The engine over a store already trained on the same training events, static mode only.
+
+    Static replay never writes the trained store (``FrozenFeatures``), and the processor
+    resumes at the store's offsets, so ``fit`` has nothing left to apply: a configuration
+    that differs only in ``QUERY_FIELDS`` reuses the model. ``InnerBench`` checks once that
+    this gives the same rankings as training afresh.
+    """
+
+    def __init__(self, settings: EngineSettings, store: MemoryFeatureStore) -> None:
+        self._trained = store
+        super().__init__(settings)
+
+    def _new_store(self) -> MemoryFeatureStore:
+        return self._trained
+
+    def fit(self, train: Sequence[Event], *, online: bool) -> None:
+        if online:
+            raise ValueError("a trained store is reused in static mode only")
+        super().fit((), online=False)
+
+
+class Recorder:
+    """A system passed through, keeping every ranking it returns in call order."""
+
+    def __init__(self, system: EngineSystem) -> None:
+        self.system = system
+        self.name = system.name
+        self.rankings: list[Ranking] = []
+
+    def fit(self, train: Sequence[Event], *, online: bool) -> None:
+        self.system.fit(train, online=online)
+
+    def observe(self, event: Event) -> None:
+        self.system.observe(event)
+
+    def rank(
+        self, *, session_id: str | None, user_id: str | None, n: int, exclude: frozenset[str]
+    ) -> Ranking:
+        ranking = self.system.rank(session_id=session_id, user_id=user_id, n=n, exclude=exclude)
+        self.rankings.append(ranking)
+        return ranking
+
+    def end_session(self, session_id: str) -> None:
+        self.system.end_session(session_id)
+
+
+def positions(
+    data: NextData | UserData, rankings: Sequence[Ranking]
+) -> Iterator[tuple[int, Position]]:
+    """``(test session or user, target position)`` in the static replay's order of requests."""
+    if isinstance(data, NextData):
+        universe = len(data.catalogue)
+        targets = [
+            (i, s[t + 1].item_id) for i, s in enumerate(data.sessions) for t in range(len(s) - 1)
+        ]
+        for (index, target), ranking in zip(targets, rankings, strict=True):
+            yield index, locate(ranking, target, universe, KMAX)
+        return
+    for index, (event, ranking) in enumerate(zip(data.targets, rankings, strict=True)):
+        rated = data.rated.get(event.user_id, frozenset())
+        yield (
+            index,
+            locate(ranking.without(rated), event.item_id, data.universe(event.user_id), KMAX),
+        )
+
+
+@dataclass(frozen=True)
+class Score:
+    """Per test session (every fold's, in turn): predictions and sums of each metric."""
+
+    counts: tuple[int, ...]
+    sums: dict[str, tuple[float, ...]]
+
+    def value(self, metric: str) -> float:
+        return sum(self.sums[metric]) / sum(self.counts)
+
+    def interval(self, metric: str, *, resamples: int, seed: int) -> tuple[float, float]:
+        return bootstrap(
+            self.counts, [self.sums[metric]], resamples=resamples, seed=seed, level=0.95
+        )[0]
+
+    def minus(
+        self, other: Score, metric: str, *, resamples: int, seed: int
+    ) -> tuple[float, float, float]:
+        """``self - other`` and its paired 95 % interval (same sessions resampled)."""
+        diff = [a - b for a, b in zip(self.sums[metric], other.sums[metric], strict=True)]
+        lo, hi = bootstrap(self.counts, [diff], resamples=resamples, seed=seed, level=0.95)[0]
+        return self.value(metric) - other.value(metric), lo, hi
+
+
+class InnerBench:
+    """Scores engine configurations on inner splits (static mode), reusing trained models."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        splits: Sequence[NextData | UserData],
+        base: EngineSettings,
+        *,
+        resamples: int,
+        seed: int,
+        stores: int = 4,
+    ) -> None:
+        self.dataset = dataset
+        self.splits = [engine_view(s, dataset.own_sessions) for s in splits]
+        self.base = base
+        self.resamples, self.seed = resamples, seed
+        self._scores: dict[str, Score] = {}
+        self._stores: list[OrderedDict[str, MemoryFeatureStore]] = [OrderedDict() for _ in splits]
+        self._keep = stores
+        self._checked = False
+        self.start: Point = {}
+        """The search's start: progress lines name only the values that differ from it."""
+
+    @property
+    def predictions(self) -> int:
+        return sum(
+            d.predictions if isinstance(d, NextData) else len(d.targets) for d in self.splits
+        )
+
+    def score(self, point: Point) -> Score:
+        key = json.dumps({k: float(v) for k, v in point.items()}, sort_keys=True)
+        if key not in self._scores:
+            clock = time.perf_counter()
+            self._scores[key] = self._measure(configure(self.base, point))
+            s = self._scores[key]
+            figures = "  ".join(f"{m} {s.value(m):.4f}" for m in self.dataset.metrics)
+            took = time.perf_counter() - clock
+            start = self.start
+            changed = {k: v for k, v in point.items() if k not in start or v != start[k]}
+            say(f"{self.dataset.name} {_show(changed or 'start')}: {figures} ({took:.1f} s)")
+        return self._scores[key]
+
+    def _measure(self, settings: EngineSettings) -> Score:
+        counts: list[int] = []
+        sums: dict[str, list[float]] = {m: [] for m in self.dataset.metrics}
+        for fold, data in enumerate(self.splits):
+            fold_counts, fold_sums = self._fold(fold, data, settings)
+            counts += fold_counts
+            for metric in sums:
+                sums[metric] += fold_sums[metric]
+        return Score(tuple(counts), {m: tuple(v) for m, v in sums.items()})
+
+    def _fold(
+        self, fold: int, data: NextData | UserData, settings: EngineSettings
+    ) -> tuple[list[int], dict[str, list[float]]]:
+        # As reco eval does: item vectors trained on the training part when weighted.
+        vectors = embedding_params(self.dataset.config(Path()), settings)
+        build = settings.model_dump_json(exclude=QUERY_FIELDS)
+        cache = self._stores[fold]
+        store = None if vectors is not None else cache.get(build)
+        if store is None:
+            engine = EngineSystem(settings, embeddings=vectors)
+        else:
+            engine = TrainedEngine(settings, store)
+        counts, sums, outcome = self._replay(data, engine)
+        if store is not None:
+            cache.move_to_end(build)
+        elif vectors is None:
+            cache[build] = engine.store
+            if len(cache) > self._keep:
+                cache.popitem(last=False)
+            if not self._checked:
+                # The reused model must rank exactly as a freshly trained one.
+                again = self._replay(data, TrainedEngine(settings, engine.store))
+                if (again[0], again[1]) != (counts, sums):
+                    raise RuntimeError("a reused trained store ranks differently from a fresh one")
+                self._checked = True
+        for metric, values in sums.items():
+            name, k = metric.split("@")
+            if not math.isclose(
+                sum(values) / sum(counts), outcome.board.value(name, int(k)), abs_tol=1e-9
+            ):
+                raise RuntimeError(
+                    f"{metric} recomputed from the rankings differs from the harness's"
+                )
+        return counts, sums
+
+    def _replay(
+        self, data: NextData | UserData, engine: EngineSystem
+    ) -> tuple[list[int], dict[str, list[float]], Outcome]:
+        system = Recorder(engine)
+        if isinstance(data, NextData):
+            outcome = run_next(system, data, online=False, kmax=KMAX)
+        else:
+            outcome = run_user(system, data, kmax=KMAX)
+        by_session: dict[int, list[Position]] = {}
+        for index, position in positions(data, system.rankings):
+            by_session.setdefault(index, []).append(position)
+        counts = [len(p) for p in by_session.values()]
+        sums: dict[str, list[float]] = {}
+        for metric in self.dataset.metrics:
+            name, k = metric.split("@")
+            fn = METRIC_FNS[name]
+            sums[metric] = [sum(fn(p, int(k)) for p in ps) for ps in by_session.values()]
+        return counts, sums, outcome
+
+
+# -- coordinate search ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    values: tuple[float, ...]
+    note: str = ""
+
+
+H = 3600.0
+DIGINETICA_AXES = (
+    Axis("weights.recency", (0, 1, 2, 4, 6, 8)),
+    Axis("history_decay", (0.5, 0.7, 0.8, 0.9, 0.95, 1.0)),
+    Axis("weights.neighbours", (0, 1, 2, 3, 4, 6)),
+    Axis("weights.coview", (0, 0.5, 1, 2, 4)),
+    Axis("weights.sequence", (0, 0.5, 1, 2, 4)),
+    Axis("weights.popularity", (0, 0.03, 0.1, 0.3, 1)),
+    Axis("neighbour_k", (10, 25, 50, 100, 200)),
+    Axis("neighbour_sample", (50, 100, 200, 500, 1000)),
+    Axis("neighbour_sessions_per_item", (25, 50, 100, 200)),
+    Axis("context_items", (2, 3, 5, 10, 20)),
+    Axis("related_per_item", (10, 25, 50, 100)),
+    Axis("coview_window", (2, 3, 5, 10, 20)),
+    Axis("sequence_steps", (1, 2, 3, 5, 8)),
+    # Diginetica's timestamps are the day plus the time since the session's start: every
+    # session of a day starts at midnight, so only whole days are a real order in time.
+    Axis("coview_half_life_s", tuple(d * DAY for d in (1, 3, 7, 30, 90, 365)), "days"),
+    Axis("popularity_half_life_s", tuple(d * DAY for d in (1, 3, 7, 14, 30, 90)), "days"),
+    # The data names its sessions and the engine keeps a given session id: a no-op here.
+    Axis("session_gap_s", (600, 1800, 4 * H, DAY), "no-op: sessions given"),
+)
+# The user protocol ranks items the user has not rated, so recency (which scores only the
+# user's own items) cannot move a figure; the session-only structure axes are left as is.
+MOVIELENS_AXES = (
+    Axis("weights.neighbours", (0, 0.5, 1, 2, 3)),
+    Axis("history_decay", (0.5, 0.7, 0.8, 0.9, 0.95, 1.0)),
+    Axis("weights.coview", (0, 0.5, 1, 2, 4, 8, 16)),
+    Axis("weights.sequence", (0, 0.5, 1, 2, 4, 8)),
+    Axis("weights.popularity", (0, 0.1, 0.3, 1, 3)),
+    Axis("context_items", (5, 10, 20, 50)),
+    Axis("session_gap_s", (1800, 4 * H, DAY), "engine's sessions only"),
+)
+
+
+@dataclass
+class SearchResult:
+    dataset: str
+    objective: str
+    start: Point
+    point: Point
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] = field(default_factory=dict)
+
+
+def coordinate_search(
+    bench: InnerBench, start: Point, axes: Sequence[Axis], *, passes: int
+) -> SearchResult:
+    """Axis by axis (passes until nothing moves): keep the current value unless another is
+    better beyond noise; then take the plateau's value with the best smoothed objective."""
+    reported, objective = bench.dataset.metrics
+    result = SearchResult(bench.dataset.name, objective, dict(start), dict(start))
+    bench.start = dict(start)
+    stats = {"resamples": bench.resamples, "seed": bench.seed}
+    for number in range(1, passes + 1):
+        moved = False
+        for axis in axes:
+            point = result.point
+            values = sorted({*axis.values, point[axis.name]})
+            scores = [bench.score(point | {axis.name: v}) for v in values]
+            best = max(range(len(values)), key=lambda i: scores[i].value(objective))
+            rows, plateau = [], []
+            for value, s in zip(values, scores, strict=True):
+                diff = s.minus(scores[best], objective, **stats)
+                flat = diff[2] >= 0  # not worse than the best beyond noise
+                if flat:
+                    plateau.append(value)
+                rows.append(
+                    {"value": value, reported: s.value(reported), objective: s.value(objective)}
+                    | {"minus_best": list(diff), "plateau": flat}
+                )
+            current = values.index(point[axis.name])
+            choice = point[axis.name]
+            if choice not in plateau:
+                # Only a value that beats the current one beyond noise may replace it.
+                smooth = _smoothed([s.value(objective) for s in scores])
+                better = [
+                    i
+                    for i, v in enumerate(values)
+                    if v in plateau and scores[i].minus(scores[current], objective, **stats)[1] > 0
+                ]
+                if better:
+                    choice, moved = values[max(better, key=smooth.__getitem__)], True
+                    result.point = point | {axis.name: choice}
+            edge = choice != point[axis.name] and choice in (values[0], values[-1])
+            result.steps.append(
+                {"pass": number, "axis": axis.name, "note": axis.note, "before": point[axis.name]}
+                | {"chosen": choice, "plateau": plateau, "rows": rows, "edge": edge}
+            )
+            change = f"{point[axis.name]:g} -> {choice:g}" + (" (grid edge)" if edge else "")
+            say(f"{axis.name}: plateau {_values(axis, plateau)}; {change}")
+        if not moved:
+            break
+    a, b = bench.score(result.point), bench.score(result.start)
+    result.final = {
+        "predictions": sum(a.counts),
+        "sessions": len(a.counts),
+        "chosen": {m: [a.value(m), *a.interval(m, **stats)] for m in bench.dataset.metrics},
+        "start": {m: [b.value(m), *b.interval(m, **stats)] for m in bench.dataset.metrics},
+        "chosen_minus_start": {m: list(a.minus(b, m, **stats)) for m in bench.dataset.metrics},
+        "without_minus_chosen": {},
+    }
+    # The inner ablation, paired: what each signal brings at the chosen point.
+    for signal in signals(configure(bench.base, result.point)):
+        off = bench.score(result.point | {f"weights.{signal}": 0.0})
+        result.final["without_minus_chosen"][signal] = {
+            m: list(off.minus(a, m, **stats)) for m in bench.dataset.metrics
+        }
+    return result
+
+
+def _smoothed(values: Sequence[float]) -> list[float]:
+    """Each value averaged with its grid neighbours: a point inside a plateau beats a spike."""
+    out = []
+    for i in range(len(values)):
+        near = values[max(0, i - 1) : i + 2]
+        out.append(sum(near) / len(near))
+    return out
+
+
+# -- ablation on the outer split, through reco eval's runner -------------------------------
+
+
+def signals(settings: EngineSettings) -> list[str]:
+    """The weighted signals (an ``embedding`` weight appears here once it is above 0)."""
+    return [name for name, weight in settings.weights.model_dump().items() if weight > 0]
+
+
+def ablate(
+    dataset: Dataset,
+    settings: EngineSettings,
+    label: str,
+    args: argparse.Namespace,
+    same_baselines: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The full engine, each weighted signal at 0, and the baselines, through ``run``.
+
+    ``same_baselines``: an earlier ablation of the same dataset whose baselines this one
+    shares (they read no engine setting but the sessions and event types), so they are not
+    run again.
+    """
+    config = dataset.config(args.data_dir, seed=args.seed, resamples=args.resamples)
+    modes: tuple[Literal["static", "online"], ...] = (
+        ("static",) if dataset.protocol == "user" else ("static", "online")
+    )
+    out: dict[str, Any] = {"dataset": dataset.name, "label": label, "metrics": dataset.metrics}
+    out |= {"command": dataset.command(), "weights": settings.weights.model_dump(), "modes": {}}
+    for mode in modes:
+        clock = time.perf_counter()
+        earlier = same_baselines["modes"][mode] if same_baselines else None
+        full = run(
+            replace(config, mode=mode, baselines=() if earlier else config.baselines), settings
+        )
+        rows = {"engine": full["systems"]["engine"]}
+        for signal in signals(settings):
+            without = settings.weights.model_copy(update={signal: 0.0})
+            alone = run(
+                replace(config, mode=mode, baselines=()),
+                settings.model_copy(update={"weights": without}),
+            )
+            rows[f"-{signal}"] = alone["systems"]["engine"]
+        if earlier is None:
+            baselines = {n: s for n, s in full["systems"].items() if n != "engine"}
+        else:
+            baselines = {n: s for n, s in earlier["systems"].items() if n in config.baselines}
+        out["modes"][mode] = {
+            "predictions": full["prediction_events"],
+            "catalogue": full["catalogue"],
+            "sessions": full["sessions"],
+            "engine_settings": full["engine_settings"],
+            "systems": rows | baselines,
+        }
+        say(f"ablation {dataset.name} ({label}, {mode}): {time.perf_counter() - clock:.0f} s")
+    return out
+
+
+def shares_baselines(a: EngineSettings, b: EngineSettings) -> bool:
+    """Whether the baselines see the same data under ``a`` and ``b`` (``load`` reads these)."""
+    return (a.session_gap_s, a.event_weights) == (b.session_gap_s, b.event_weights)
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def _show(point: Mapping[str, float] | str) -> str:
+    if isinstance(point, str):
+        return point
+    return " ".join(f"{k.removeprefix('weights.')}={v:g}" for k, v in point.items())
+
+
+def _values(axis: Axis, values: Sequence[float]) -> str:
+    if axis.note == "days":
+        return "{" + ", ".join(f"{v / DAY:g} d" for v in values) + "}"
+    return "{" + ", ".join(f"{v:g}" for v in values) + "}"
+
+
+def _f(value: float) -> str:
+    text = f"{value:.3f}"
+    return text[1:] if text.startswith("0.") else text
+
+
+def env_lines(point: Mapping[str, float], base: EngineSettings) -> list[str]:
+    """``RECO_*`` lines that turn ``base`` into ``point`` (only the values that differ)."""
+    lines = []
+    defaults = read_point(base, list(point))
+    for name, value in point.items():
+        if value != defaults[name]:
+            lines.append(f"RECO_{name.upper().replace('.', '__')}={value:g}")
+    return lines
+
+
+def ablation_table(ab: dict[str, Any]) -> str:
+    modes = list(ab["modes"])
+    head = ["removed signal"] + [f"{mode} {m} [95 % CI]" for mode in modes for m in ab["metrics"]]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    names = [n for n in ab["modes"][modes[0]]["systems"] if n == "engine" or n.startswith("-")]
+    labels = {"engine": "none (full engine)"} | {n: f"without {n[1:]}" for n in names[1:]}
+    for name in [*names, "vsknn", "sr"]:
+        cells = []
+        for mode in modes:
+            s = ab["modes"][mode]["systems"][name]
+            cells += [
+                f"{_f(s[m])} [{_f(s['ci95'][m][0])}, {_f(s['ci95'][m][1])}]" for m in ab["metrics"]
+            ]
+        label = labels.get(name) or {"vsknn": "reference V-SKNN", "sr": "reference SR"}[name]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    first = ab["modes"][modes[0]]
+    title = f"**{ab['dataset']}** ({ab['label']}): `{ab['command']}`"
+    title += f", {first['predictions']} predictions"
+    return title + "\n\n" + "\n".join(lines)
+
+
+def search_table(result: Mapping[str, Any]) -> str:
+    """One row per axis tried: the objective per value, the plateau, the choice."""
+    reported, objective = (m for m in result["final"]["chosen"])
+    lines = [
+        f"| pass | axis | values: {objective} (plateau in bold) | before → chosen |",
+        "|---:|---|---|---|",
+    ]
+    for step in result["steps"]:
+        axis = Axis(step["axis"], (), step["note"])
+        cells = []
+        for row in step["rows"]:
+            text = f"{_values(axis, [row['value']])[1:-1]}: {_f(row[objective])}"
+            cells.append(f"**{text}**" if row["plateau"] else text)
+        change = (
+            f"{_values(axis, [step['before']])[1:-1]} → {_values(axis, [step['chosen']])[1:-1]}"
+        )
+        change += " (edge of the grid)" if step.get("edge") else ""
+        lines.append(f"| {step['pass']} | {step['axis']} | " + ", ".join(cells) + f" | {change} |")
+    final = result["final"]
+    tail = [
+        f"\nInner split: {final['predictions']} predictions in {final['sessions']} test sessions."
+    ]
+    for m in (reported, objective):
+        c, s, d = final["chosen"][m], final["start"][m], final["chosen_minus_start"][m]
+        tail.append(
+            f"- {m}: start {_f(s[0])} [{_f(s[1])}, {_f(s[2])}], chosen {_f(c[0])} "
+            f"[{_f(c[1])}, {_f(c[2])}]; paired difference {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+        )
+    tail.append("\nEach signal's weight set to 0 at the chosen point, paired difference [95 %]:\n")
+    for signal, diffs in final["without_minus_chosen"].items():
+        cells = [f"{m} {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]" for m, d in diffs.items()]
+        tail.append(f"- without {signal}: " + ", ".join(cells))
+    return "\n".join(lines) + "\n" + "\n".join(tail)
+
+
+def plot(ablations: Sequence[dict[str, Any]], path: Path) -> None:
+    """Per dataset, one bar per removed signal (and V-SKNN), per mode, with 95 % whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        len(ablations),
+        2,
+        figsize=(12, 2.9 * len(ablations)),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for row, ab in zip(axes, ablations, strict=True):
+        modes = list(ab["modes"])
+        names = [n for n in ab["modes"][modes[0]]["systems"] if n == "engine" or n.startswith("-")]
+        names.append("vsknn")
+        labels = [
+            "full" if n == "engine" else "V-SKNN" if n == "vsknn" else f"-{n[1:]}" for n in names
+        ]
+        for axis, metric in zip(row, reversed(ab["metrics"]), strict=True):
+            width = 0.8 / len(modes)
+            for j, mode in enumerate(modes):
+                systems = ab["modes"][mode]["systems"]
+                values = [systems[n][metric] for n in names]
+                low = [
+                    v - systems[n]["ci95"][metric][0] for n, v in zip(names, values, strict=True)
+                ]
+                high = [
+                    systems[n]["ci95"][metric][1] - v for n, v in zip(names, values, strict=True)
+                ]
+                xs = [i + (j - (len(modes) - 1) / 2) * width for i in range(len(names))]
+                axis.bar(xs, values, width, yerr=[low, high], capsize=2, label=mode)
+                axis.axhline(values[0], color=f"C{j}", linewidth=0.8, linestyle="--")
+            axis.set_xticks(range(len(names)), labels, rotation=20)
+            axis.set_ylabel(metric)
+            axis.set_title(f"{ab['dataset']} ({ab['label']}): {metric}", fontsize=10)
+            axis.grid(axis="y", alpha=0.3)
+        row[0].legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def search_diginetica(args: argparse.Namespace, base: EngineSettings) -> SearchResult:
+    dataset = DATASETS["diginetica"]
+    loaded = load(args.data_dir / dataset.file, dataset.fmt, base, prefix="t")
+    folds = inner_next_splits(
+        loaded.events, dataset.split_days or 0.0, args.inner_days, args.inner_folds
+    )
+    splits = [next_data(inner_train, inner_test) for inner_train, inner_test in folds]
+    bench = InnerBench(dataset, splits, base, resamples=args.resamples, seed=args.seed)
+    say(f"diginetica: {len(splits)} inner folds, {bench.predictions} inner predictions")
+    start = read_point(base, [a.name for a in DIGINETICA_AXES])
+    return coordinate_search(bench, start, DIGINETICA_AXES, passes=args.passes)
+
+
+def search_movielens(args: argparse.Namespace, base: EngineSettings) -> SearchResult:
+    dataset = DATASETS["movielens"]
+    loaded = load(args.data_dir / dataset.file, dataset.fmt, base, prefix="t")
+    inner = inner_user_data(loaded.events)  # each user's second-to-last event is the target
+    bench = InnerBench(dataset, [inner], base, resamples=args.resamples, seed=args.seed, stores=2)
+    say(f"movielens: {bench.predictions} inner targets (each user's second-to-last rating)")
+    start = read_point(base, [a.name for a in MOVIELENS_AXES])
+    return coordinate_search(bench, start, MOVIELENS_AXES, passes=args.movielens_passes)
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    p.add_argument("--inner-days", type=float, default=7.0, help="Diginetica inner test days")
+    p.add_argument("--inner-folds", type=int, default=4, help="inner splits, each earlier")
+    p.add_argument("--passes", type=int, default=2, help="Diginetica coordinate-search passes")
+    p.add_argument("--movielens-passes", type=int, default=2)
+    p.add_argument("--no-search", action="store_true", help="ablate today's defaults only")
+    p.add_argument("--datasets", default=",".join(DATASETS), help="datasets to ablate")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--json", type=Path, help="write every result to this file")
+    p.add_argument("--plot", type=Path, help="draw the ablation to this PNG")
+    p.add_argument("--markdown", type=Path, help="also write the markdown tables here")
+    p.add_argument("--report", type=Path, help="only redraw tables and plot from a --json file")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse(argv)
+    if args.report:
+        report(json.loads(args.report.read_text()), args)
+        return
+    base = EngineSettings()
+    out: dict[str, Any] = {"argv": sys.argv, "start_settings": base.model_dump(mode="json")}
+    chosen, profile = base, None
+    if not args.no_search:
+        found = search_diginetica(args, base)
+        chosen = configure(base, found.point)
+        ml = search_movielens(args, chosen)
+        profile = configure(chosen, ml.point)
+        lines = env_lines(ml.point, chosen)
+        out |= {"search": asdict(found), "movielens_search": asdict(ml), "movielens_profile": lines}
+        say(f"chosen: {_show(found.point)}; MovieLens profile: {' '.join(lines)}")
+    out["ablation"] = []
+    for name in args.datasets.split(","):
+        first = ablate(DATASETS[name], chosen, "chosen defaults", args)
+        out["ablation"].append(first)
+        if name == "movielens" and profile is not None:
+            same = first if shares_baselines(chosen, profile) else None
+            out["ablation"].append(ablate(DATASETS[name], profile, "MovieLens profile", args, same))
+    out["elapsed_s"] = round(time.perf_counter() - STARTED, 1)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1, default=str))
+    report(out, args)
+    say("done")
+
+
+def report(out: Mapping[str, Any], args: argparse.Namespace) -> None:
+    """The markdown tables on stdout (and ``--markdown``), the plot to ``--plot``."""
+    parts = []
+    if "search" in out:
+        parts.append("## Inner-split search: Diginetica\n\n" + search_table(out["search"]))
+        parts.append("## Inner-split search: MovieLens\n\n" + search_table(out["movielens_search"]))
+        parts.append("MovieLens profile:\n\n```\n" + "\n".join(out["movielens_profile"]) + "\n```")
+    parts += ["## Ablation"] + [ablation_table(ab) for ab in out["ablation"]]
+    text = "\n\n".join(parts) + "\n"
+    print(text)
+    if args.markdown:
+        args.markdown.write_text(text)
+    if args.plot:
+        plot(out["ablation"], args.plot)
+
+
+if __name__ == "__main__":
+    main()
