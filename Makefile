@@ -43,14 +43,15 @@ test-unit: $(STAMP) ## Only the tests that start no server
 	$(BIN)/python -m pytest -m "not integration and not embedded"
 
 lint: $(STAMP) ## ruff, mypy (strict) and the import-linter contracts
-	$(BIN)/ruff check services tests benchmarks
-	$(BIN)/ruff format --check services tests benchmarks
+	$(BIN)/ruff check services tests benchmarks tools
+	$(BIN)/ruff format --check services tests benchmarks tools
 	$(BIN)/mypy
+	$(BIN)/mypy --strict --explicit-package-bases tools/*.py
 	$(BIN)/lint-imports
 
 fmt: $(STAMP) ## Format and fix what ruff can
-	$(BIN)/ruff format services tests benchmarks
-	$(BIN)/ruff check --fix services tests benchmarks
+	$(BIN)/ruff format services tests benchmarks tools
+	$(BIN)/ruff check --fix services tests benchmarks tools
 
 clean: ## Remove the virtualenv, caches and the demo data directory
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -292,8 +292,10 @@ class InnerBench:
         resamples: int,
         seed: int,
         stores: int = 4,
+        embeddings: Literal["auto", "none", "item2vec", "als"] = "auto",
     ) -> None:
         self.dataset = dataset
+        self.embeddings = embeddings
         self.splits = [engine_view(s, dataset.own_sessions) for s in splits]
         self.base = base
         self.resamples, self.seed = resamples, seed
@@ -337,7 +339,8 @@ class InnerBench:
         self, fold: int, data: NextData | UserData, settings: EngineSettings
     ) -> tuple[list[int], dict[str, list[float]]]:
         # As reco eval does: item vectors trained on the training part when weighted.
-        vectors = embedding_params(self.dataset.config(Path()), settings)
+        config = replace(self.dataset.config(Path()), embeddings=self.embeddings)
+        vectors = embedding_params(config, settings)
         build = settings.model_dump_json(exclude=QUERY_FIELDS)
         cache = self._stores[fold]
         store = None if vectors is not None else cache.get(build)

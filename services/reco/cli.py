@@ -128,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         "--embeddings",
         default="auto",
         choices=["auto", "none", "item2vec", "als"],
-        help="train item vectors on T first (auto: item2vec if RECO_WEIGHTS__EMBEDDING > 0)",
+        help="train item vectors on T first (auto: ALS if RECO_WEIGHTS__EMBEDDING > 0)",
     )
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -247,6 +247,7 @@ def _load_demo(settings: EmbeddedSettings) -> str:
     from reco.ingest import IngestService
 
     data = generate()
+    loaded = False
     engine = EmbeddedEngine.open(settings)
     try:
         if engine.catalog.count() == 0:
@@ -259,9 +260,26 @@ def _load_demo(settings: EmbeddedSettings) -> str:
                     raise RuntimeError(f"demo data rejected: {rejected[:3]}")
                 ingest.produce(events, rejected)
             log.info("demo: %d items, %d events loaded", len(data.items), len(data.events))
+            loaded = True
     finally:
         engine.close()
+    if loaded:
+        _train_demo(settings)
     return data.demo_user
+
+
+def _train_demo(settings: EmbeddedSettings) -> None:
+    """Item vectors for the demo shop, as a scheduled ``reco train`` would make them."""
+    from reco.embeddings.training import TrainingDependencyMissing
+    from reco.settings import TrainSettings
+    from reco.train import run
+
+    try:
+        report = run(TrainSettings(data_dir=settings.data_dir))
+    except TrainingDependencyMissing as exc:
+        log.info("demo: no item vectors (%s)", exc)
+        return
+    log.info("demo: item vectors trained, model version %d", report.version.version)
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -109,8 +109,9 @@ def test_cold_item_gets_its_categorys_neighbours(app_client: TestClient, data_di
     cold = app_client.get("/items/boots/similar", params={"count": 3}).json()
     assert cold["personalised"] is True
     ids = [i["item_id"] for i in cold["items"]]
-    assert ids[0] == "x", "the only trained item of its category is nearest its centroid"
-    assert set(ids[1:]) == {"laces", "socks"}, "then what shoppers of x looked at"
+    # x, its category's only trained item, and what x's shoppers looked at (ALS gives items
+    # that always go together one vector, so their order is a tie).
+    assert set(ids) == {"x", "laces", "socks"}
     assert "similar to Boots (boots)" in cold["items"][0]["reasons"]
 
 

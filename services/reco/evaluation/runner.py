@@ -58,7 +58,7 @@ class EvalConfig:
     """Purchase target only: rank for the test session, or for the user over their history."""
     embeddings: Literal["auto", "none", "item2vec", "als"] = "auto"
     """Item vectors the engine trains on the training part (as ``reco train`` would) before
-    the replay; auto: item2vec when the ``embedding`` weight is above 0, else none."""
+    the replay; auto: ALS when the ``embedding`` weight is above 0, else none."""
 
 
 def factories(config: EvalConfig, settings: EngineSettings) -> list[Callable[[], System]]:
@@ -73,7 +73,7 @@ def factories(config: EvalConfig, settings: EngineSettings) -> list[Callable[[],
 def embedding_params(config: EvalConfig, settings: EngineSettings) -> TrainParams | None:
     algorithm = config.embeddings
     if algorithm == "auto":
-        algorithm = "item2vec" if settings.weights.embedding > 0 else "none"
+        algorithm = "als" if settings.weights.embedding > 0 else "none"
     if algorithm == "none":
         return None
     return TrainParams(algorithm=algorithm, session_gap_s=settings.session_gap_s)
