@@ -28,7 +28,9 @@ run movielens-user --train "$DATA/movielens-100k/u.data" --format movielens --pr
 .venv/bin/python - "$OUT" <<'PY'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
-for path in sorted(out.glob("*.json")):
+names = [f"{d}-{m}" for d in ("diginetica", "taobao", "rees46") for m in ("static", "online")]
+for name in names + ["movielens-user"]:
+    path = out / f"{name}.json"
     result = json.loads(path.read_text())
     k = "10" if result["protocol"] == "user" else "20"
     second = "NDCG" if result["protocol"] == "user" else "MRR"
