@@ -159,22 +159,40 @@ class Recommender:
         exclude: frozenset[str] | set[str] = frozenset(),
     ) -> tuple[list[Candidate], dict[str, Item]]:
         exclude = exclude | options.exclude
-        wanted_head = count * _CANDIDATES_PER_ITEM + 50
-        head = list(islice((c for c in ranked if c.item_id not in exclude), wanted_head))
-        wanted = {c.item_id for c in head}
-        wanted.update(src for c in head for src in c.sources.values())
-        items = self._catalog.get_many(wanted)
-        if self._s.new_item_boost > 0:
-            head = boost_new_items(
-                head, items, time.time(), self._s.new_item_boost, self._s.new_item_days
-            )
         seen, purchased = set(seen), set(purchased)
-        chosen = select(head, items, options, seen=seen, purchased=purchased, count=count)
+        for size in self._head_sizes(count, options, len(seen), len(purchased)):
+            head = list(islice((c for c in ranked if c.item_id not in exclude), size))
+            wanted = {c.item_id for c in head}
+            wanted.update(src for c in head for src in c.sources.values())
+            items = self._catalog.get_many(wanted)
+            if self._s.new_item_boost > 0:
+                head = boost_new_items(
+                    head, items, time.time(), self._s.new_item_boost, self._s.new_item_days
+                )
+            chosen = select(head, items, options, seen=seen, purchased=purchased, count=count)
+            # select() takes candidates greedily in order, so a head that fills the page
+            # gives the page the longer head would.
+            if len(chosen) >= count or len(head) < size:
+                break
         if len(chosen) < count:
             # Pad with popular items; one pass over both keeps the diversity rule whole.
             head += self._popular_fill(head, items, count, options, exclude)
             chosen = select(head, items, options, seen=seen, purchased=purchased, count=count)
         return chosen, items
+
+    def _head_sizes(
+        self, count: int, options: RuleOptions, seen: int, purchased: int
+    ) -> tuple[int, ...]:
+        """How many ranked candidates to read: first enough for the page and what the rules
+        are sure to drop, then, if rules dropped more (a category, a price range), the long
+        head. A freshness boost reorders the head, so it always reads the long one."""
+        long = count * _CANDIDATES_PER_ITEM + 50
+        if self._s.new_item_boost > 0:
+            return (long,)
+        short = 2 * count + 10
+        short += seen if options.exclude_seen else 0
+        short += purchased if options.exclude_purchased else 0
+        return (short, long) if short < long else (long,)
 
     def _popular_fill(
         self,

@@ -57,7 +57,11 @@ class EmbeddingModel:
         if self.index is None or len(self.index) != len(self.item_ids):
             self.index = Index(ndim=max(1, self.dim), metric="ip", dtype="f32")
             if self.item_ids:
-                self.index.add(np.arange(len(self.item_ids), dtype=np.uint64), self.vectors)
+                # One thread: HNSW built by several threads links its graph in whatever
+                # order they ran, so two builds of the same vectors answer (slightly)
+                # differently; training is a batch job and its results must reproduce.
+                keys = np.arange(len(self.item_ids), dtype=np.uint64)
+                self.index.add(keys, self.vectors, threads=1)
 
     @property
     def dim(self) -> int:
