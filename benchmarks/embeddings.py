@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--algorithm", choices=ALGORITHMS, default="item2vec")
+    parser.add_argument("--algorithm", choices=ALGORITHMS, default="als")
     parser.add_argument("--seed", type=int, default=1)
     print(orjson.dumps(run(parser.parse_args())).decode())
 

@@ -409,6 +409,8 @@ DIGINETICA_AXES = (
     Axis("weights.coview", (0, 0.5, 1, 2, 4)),
     Axis("weights.sequence", (0, 0.5, 1, 2, 4)),
     Axis("weights.popularity", (0, 0.03, 0.1, 0.3, 1)),
+    # Each value trains the ALS vectors again (about 1 s here).
+    Axis("weights.embedding", (0, 0.25, 0.5, 1, 2)),
     Axis("neighbour_k", (10, 25, 50, 100, 200)),
     Axis("neighbour_sample", (50, 100, 200, 500, 1000)),
     Axis("neighbour_sessions_per_item", (25, 50, 100, 200)),
@@ -431,6 +433,7 @@ MOVIELENS_AXES = (
     Axis("weights.coview", (0, 0.5, 1, 2, 4, 8, 16)),
     Axis("weights.sequence", (0, 0.5, 1, 2, 4, 8)),
     Axis("weights.popularity", (0, 0.1, 0.3, 1, 3)),
+    Axis("weights.embedding", (0, 0.25, 0.5, 1, 2)),
     Axis("context_items", (5, 10, 20, 50)),
     Axis("session_gap_s", (1800, 4 * H, DAY), "engine's sessions only"),
 )
