@@ -12,17 +12,17 @@ has its epoch seconds rounded to the microsecond.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, LiteralString, Self, TypeVar
+from typing import Any, Final, LiteralString, Self
 
 import orjson
 import psycopg
 from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_dumps, set_json_loads
 
+from reco.adapters.postgres_conn import Connection, SharedConnection
 from reco.adapters.postgres_schema import connect, redacted_url
 from reco.events import Event
 from reco.exceptions import BackendUnavailable
@@ -30,7 +30,6 @@ from reco.ports import Record
 
 logger = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
 
 _COLUMNS: Final[LiteralString] = (
     "event_id, user_id, item_id, type, ts, received_at, session_id, properties,"
@@ -110,20 +109,21 @@ def _to_event(row: TupleRow) -> tuple[Record, Event]:
 class PostgresArchive:
     """Append-only archive of the event log; ``write`` is idempotent per log position."""
 
-    def __init__(
-        self, conn_factory: Callable[[], psycopg.Connection[TupleRow]], *, where: str
-    ) -> None:
-        self._connect = conn_factory
+    def __init__(self, conn: SharedConnection, *, where: str) -> None:
+        self._db = conn
         self._where = where
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[TupleRow] | None = None
-        self._closed = False
-        self._open()
 
     @classmethod
     def from_url(cls, url: str) -> Self:
         """Connect to ``url`` (``postgresql://...``), migrating the schema if needed."""
-        return cls(lambda: connect(url, application_name="reco-archiver"), where=redacted_url(url))
+        where = redacted_url(url)
+        conn = SharedConnection(
+            lambda: connect(url, application_name="reco-archiver"),
+            what="archive",
+            where=where,
+            on_open=_prepare,
+        )
+        return cls(conn, where=where)
 
     def write(self, records: Sequence[tuple[Record, Event]]) -> int:
         """Archive a batch in one transaction; return how many events were new.
@@ -136,7 +136,7 @@ class PostgresArchive:
             return 0
         rows = [_row(record, event) for record, event in records]
         try:
-            inserted = self._run(lambda conn: self._copy(conn, rows))
+            inserted = self._db.run(lambda conn: self._copy(conn, rows))
         except psycopg.DataError:
             # A NUL character (which ingest refuses in identifiers but not in properties)
             # would fail this batch on every retry and stall the archive, so it is replaced.
@@ -149,7 +149,7 @@ class PostgresArchive:
             if not changed:
                 raise
             logger.warning("archive: NUL characters replaced in events at %s", changed[:10])
-            inserted = self._run(lambda conn: self._copy(conn, clean))
+            inserted = self._db.run(lambda conn: self._copy(conn, clean))
         first, last = records[0][0], records[-1][0]
         # Skipped records mean a replay (the archiver restarted before committing offsets):
         # worth a line at info, unlike the steady state.
@@ -168,7 +168,7 @@ class PostgresArchive:
 
     def count(self) -> int:
         """How many events are archived (an exact count: it scans, so not for hot paths)."""
-        row = self._run(lambda conn: conn.execute("SELECT count(*) FROM events").fetchone())
+        row = self._db.run(lambda conn: conn.execute("SELECT count(*) FROM events").fetchone())
         return int(row[0]) if row else 0
 
     def iter_events(self, batch: int = 10_000) -> Iterator[tuple[Record, Event]]:
@@ -180,7 +180,7 @@ class PostgresArchive:
         go on while a long rebuild or training read is under way. Close the iterator (or
         exhaust it) to end that transaction.
         """
-        conn = self._connect()
+        conn = self._db.connect()
         try:
             conn.read_only = True
             set_json_loads(orjson.loads, context=conn)
@@ -208,39 +208,14 @@ class PostgresArchive:
             return cur.rowcount
 
     def ready(self) -> bool:
-        try:
-            self._run(lambda conn: conn.execute("SELECT 1").fetchone())
-        except BackendUnavailable as exc:
-            logger.warning("archive not ready: %s", exc)
-            return False
-        return True
+        return self._db.ready()
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        self._db.close()
 
-    def _open(self) -> psycopg.Connection[TupleRow]:
-        conn = self._connect()
-        # orjson is several times faster than json.dumps on the properties of every event.
-        set_json_dumps(orjson.dumps, context=conn)
-        conn.execute(_CREATE_STAGING)
-        self._conn = conn
-        return conn
 
-    def _run(self, work: Callable[[psycopg.Connection[TupleRow]], _T]) -> _T:
-        """Run ``work`` on the connection, opening a new one (with its staging table) if the
-        last one broke. Not retried here: the archiver retries the batch, which is safe."""
-        with self._lock:
-            if self._closed:
-                raise BackendUnavailable("the archive is closed")
-            try:
-                conn = self._conn if self._conn is not None else self._open()
-                return work(conn)
-            except psycopg.OperationalError as exc:
-                if self._conn is not None and self._conn.broken:
-                    self._conn.close()
-                    self._conn = None
-                raise BackendUnavailable(f"archive at {self._where}: {exc}") from exc
+def _prepare(conn: Connection) -> None:
+    """Each new connection of the writer: orjson for jsonb (several times faster than
+    json.dumps on every event's properties) and the staging table COPY fills."""
+    set_json_dumps(orjson.dumps, context=conn)
+    conn.execute(_CREATE_STAGING)

@@ -22,21 +22,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, LiteralString, Self, TypeVar
+from typing import Any, Final, LiteralString, Self
 
 import psycopg
 from cachetools import TTLCache
 from psycopg.rows import TupleRow
 
+from reco.adapters.postgres_conn import SharedConnection
 from reco.adapters.postgres_schema import connect, redacted_url
 from reco.catalog import Item, ItemIn
-from reco.exceptions import BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
 _ABSENT: Final = object()
 """Cache lookups return this for "not cached", since ``None`` is a cached "not in the catalog"."""
 
@@ -107,18 +106,14 @@ class PostgresCatalog:
 
     def __init__(
         self,
-        conn_factory: Callable[[], psycopg.Connection[TupleRow]],
+        conn: SharedConnection,
         *,
         cache_size: int = 100_000,
         cache_ttl_s: float = 30.0,
-        where: str = "PostgreSQL",
     ) -> None:
-        self._connect = conn_factory
-        self._where = where
-        self._conn: psycopg.Connection[TupleRow] | None = conn_factory()
-        # The lock makes the connection's transactions ours alone; the cache has its own
-        # lock so that cache hits are served while another thread waits on the database.
-        self._db_lock = threading.Lock()
+        self._db = conn
+        # The cache has its own lock, so that cache hits are served while another thread
+        # waits on the database.
         self._cache_lock = threading.Lock()
         # cache_size 0 or cache_ttl_s 0 turns the cache off (every read goes to the
         # database); TTLCache itself would refuse every entry of a zero-size cache.
@@ -126,17 +121,16 @@ class PostgresCatalog:
         self._cache: TTLCache[str, Item | None] = TTLCache(
             maxsize=max(cache_size, 1), ttl=max(cache_ttl_s, 1e-9), timer=time.monotonic
         )
-        self._closed = False
 
     @classmethod
     def from_url(cls, url: str, *, cache_size: int = 100_000, cache_ttl_s: float = 30.0) -> Self:
         """Connect to ``url`` (``postgresql://...``), migrating the schema if needed."""
-        return cls(
+        conn = SharedConnection(
             lambda: connect(url, application_name="reco-catalog"),
-            cache_size=cache_size,
-            cache_ttl_s=cache_ttl_s,
+            what="catalog",
             where=redacted_url(url),
         )
+        return cls(conn, cache_size=cache_size, cache_ttl_s=cache_ttl_s)
 
     def upsert(self, items: Sequence[ItemIn]) -> list[Item]:
         """Create or update ``items`` in one transaction; return them as now stored."""
@@ -165,7 +159,7 @@ class PostgresCatalog:
                     stored.update((row[0], _row_to_item(row)) for row in cur.fetchall())
             return stored
 
-        stored = self._run(write)
+        stored = self._db.run(write)
         if self._caching:
             with self._cache_lock:
                 self._cache.update(stored)
@@ -195,7 +189,7 @@ class PostgresCatalog:
             ).fetchall()
             return {row[0]: _row_to_item(row) for row in rows}
 
-        fetched = self._run(fetch)
+        fetched = self._db.run(fetch)
         if not self._caching:
             return found | fetched
         with self._cache_lock:
@@ -209,40 +203,12 @@ class PostgresCatalog:
 
     def count(self) -> int:
         """How many items the catalog holds (``reco dev`` seeds demo items into an empty one)."""
-        row = self._run(lambda conn: conn.execute("SELECT count(*) FROM items").fetchone())
+        row = self._db.run(lambda conn: conn.execute("SELECT count(*) FROM items").fetchone())
         return int(row[0]) if row else 0
 
     def ready(self) -> bool:
         """The database answers; reconnects first if the connection was lost."""
-        try:
-            self._run(lambda conn: conn.execute("SELECT 1").fetchone())
-        except BackendUnavailable as exc:
-            logger.warning("catalog not ready: %s", exc)
-            return False
-        return True
+        return self._db.ready()
 
     def close(self) -> None:
-        with self._db_lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _run(self, work: Callable[[psycopg.Connection[TupleRow]], _T]) -> _T:
-        """Run ``work`` on the connection, opening a new one if the last one broke.
-
-        ``work`` is not retried: an upsert whose commit was cut off may or may not have
-        been applied, and only the caller can decide to send it again (it is idempotent).
-        """
-        with self._db_lock:
-            if self._closed:
-                raise BackendUnavailable("the catalog is closed")
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._connect()
-                return work(self._conn)
-            except psycopg.OperationalError as exc:
-                if self._conn is not None and self._conn.broken:
-                    self._conn.close()
-                    self._conn = None
-                raise BackendUnavailable(f"catalog at {self._where}: {exc}") from exc
+        self._db.close()

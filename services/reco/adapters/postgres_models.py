@@ -3,22 +3,15 @@ every api replica polls ``latest`` and loads a newer artifact in the background.
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Mapping
-from typing import Any, Final, LiteralString, Self, TypeVar
+from collections.abc import Mapping
+from typing import Any, Final, LiteralString, Self
 
-import psycopg
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
+from reco.adapters.postgres_conn import Connection, SharedConnection
 from reco.adapters.postgres_schema import connect, redacted_url
-from reco.exceptions import BackendUnavailable
 from reco.ports import ModelVersion
-
-logger = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 _META: Final[LiteralString] = (
     "version, kind, extract(epoch FROM created_at), params, metrics, size_bytes"
@@ -38,18 +31,18 @@ def _meta(row: TupleRow) -> ModelVersion:
 
 
 class PostgresModelStore:
-    def __init__(
-        self, conn_factory: Callable[[], psycopg.Connection[TupleRow]], *, where: str
-    ) -> None:
-        self._connect = conn_factory
-        self._where = where
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[TupleRow] | None = None
-        self._closed = False
+    def __init__(self, conn: SharedConnection) -> None:
+        self._db = conn
 
     @classmethod
     def from_url(cls, url: str, *, application_name: str = "reco-models") -> Self:
-        return cls(lambda: connect(url, application_name=application_name), where=redacted_url(url))
+        return cls(
+            SharedConnection(
+                lambda: connect(url, application_name=application_name),
+                what="model store",
+                where=redacted_url(url),
+            )
+        )
 
     def publish(
         self,
@@ -59,7 +52,7 @@ class PostgresModelStore:
         params: Mapping[str, Any],
         metrics: Mapping[str, Any],
     ) -> ModelVersion:
-        def insert(conn: psycopg.Connection[TupleRow]) -> ModelVersion:
+        def insert(conn: Connection) -> ModelVersion:
             row = conn.execute(
                 "INSERT INTO model_versions (kind, params, metrics, artifact, size_bytes)"
                 f" VALUES (%s, %s, %s, %s, %s) RETURNING {_META}",
@@ -68,10 +61,10 @@ class PostgresModelStore:
             assert row is not None
             return _meta(row)
 
-        return self._run(insert)
+        return self._db.run(insert)
 
     def latest(self, kind: str) -> ModelVersion | None:
-        row = self._run(
+        row = self._db.run(
             lambda conn: conn.execute(
                 f"SELECT {_META} FROM model_versions WHERE kind = %s AND artifact IS NOT NULL"
                 " ORDER BY version DESC LIMIT 1",
@@ -81,7 +74,7 @@ class PostgresModelStore:
         return None if row is None else _meta(row)
 
     def versions(self, kind: str) -> list[ModelVersion]:
-        rows = self._run(
+        rows = self._db.run(
             lambda conn: conn.execute(
                 f"SELECT {_META} FROM model_versions WHERE kind = %s ORDER BY version DESC",
                 (kind,),
@@ -90,7 +83,7 @@ class PostgresModelStore:
         return [_meta(r) for r in rows]
 
     def artifact(self, version: int) -> bytes:
-        row = self._run(
+        row = self._db.run(
             lambda conn: conn.execute(
                 "SELECT artifact FROM model_versions WHERE version = %s AND artifact IS NOT NULL",
                 (version,),
@@ -101,7 +94,7 @@ class PostgresModelStore:
         return bytes(row[0])
 
     def prune(self, kind: str, keep: int) -> int:
-        def delete(conn: psycopg.Connection[TupleRow]) -> int:
+        def delete(conn: Connection) -> int:
             cur = conn.execute(
                 "DELETE FROM model_versions WHERE kind = %s AND version NOT IN"
                 " (SELECT version FROM model_versions WHERE kind = %s"
@@ -110,35 +103,10 @@ class PostgresModelStore:
             )
             return cur.rowcount
 
-        return self._run(delete)
+        return self._db.run(delete)
 
     def ready(self) -> bool:
-        try:
-            self._run(lambda conn: conn.execute("SELECT 1").fetchone())
-        except BackendUnavailable as exc:
-            logger.warning("model store not ready: %s", exc)
-            return False
-        return True
+        return self._db.ready()
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    def _run(self, work: Callable[[psycopg.Connection[TupleRow]], _T]) -> _T:
-        """Run ``work``, reconnecting if the last connection broke (a restarted database);
-        the caller retries: polling for a new version is retried by its next tick."""
-        with self._lock:
-            if self._closed:
-                raise BackendUnavailable("the model store is closed")
-            try:
-                if self._conn is None:
-                    self._conn = self._connect()
-                return work(self._conn)
-            except psycopg.OperationalError as exc:
-                if self._conn is not None and self._conn.broken:
-                    self._conn.close()
-                    self._conn = None
-                raise BackendUnavailable(f"model store at {self._where}: {exc}") from exc
+        self._db.close()
