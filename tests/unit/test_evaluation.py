@@ -485,6 +485,29 @@ def test_reco_eval_prints_the_figures(tmp_path: Path, capsys: pytest.CaptureFixt
     assert engine["prediction_events"] == 4
 
 
+def test_a_given_test_file_scores_as_the_same_split_by_days(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = write_clicks(tmp_path / "clicks.tsv").read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    train, test = tmp_path / "train.tsv", tmp_path / "test.tsv"
+    train.write_text("\n".join([header, *rows[:12]]) + "\n")  # sessions 0 to 3
+    test.write_text("\n".join([header, *rows[12:]]) + "\n")  # sessions 4 and 5
+    common = ["--format", "session-tsv", "--baselines", "pop,sr", "--k", "5", "--json"]
+
+    def figures(*args: str) -> dict[str, dict[str, float]]:
+        assert main(["eval", *args, *common]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["prediction_events"] == 4
+        return {
+            name: {k: v for k, v in s.items() if k.startswith(("HR@", "MRR@"))}
+            for name, s in result["systems"].items()
+        }
+
+    by_days = figures("--train", str(tmp_path / "clicks.tsv"), "--split-days", "1.5")
+    assert figures("--train", str(train), "--test", str(test)) == by_days
+
+
 def test_reco_eval_plots_the_curves(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     data = write_clicks(tmp_path / "clicks.tsv")

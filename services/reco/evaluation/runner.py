@@ -34,6 +34,7 @@ from reco.evaluation.purchase import (
     split_by_time,
 )
 from reco.evaluation.systems import System
+from reco.events import Event
 from reco.settings import EngineSettings
 
 
@@ -148,6 +149,19 @@ def _run_user(
     ]
 
 
+def _given_test(
+    config: EvalConfig, settings: EngineSettings, loaded: Loaded
+) -> tuple[list[Event], list[Event], int, Counter[str], str] | None:
+    """With ``--test FILE``: the train and test events, what was read and refused in both
+    files, and the split's description; None when the test part is split off by days."""
+    if config.test is None:
+        return None
+    extra = load(config.test, config.fmt, settings, prefix="s", progress=config.progress)
+    split = f"given files: T = {config.train.name}, S = {config.test.name}"
+    read, rejected = loaded.read + extra.read, loaded.rejected + extra.rejected
+    return list(loaded.events), list(extra.events), read, rejected, split
+
+
 def _run_next(
     config: EvalConfig,
     settings: EngineSettings,
@@ -155,13 +169,11 @@ def _run_next(
     result: dict[str, Any],
     started: float,
 ) -> list[Outcome]:
-    read, rejected = loaded.read, loaded.rejected
-    if config.test is not None:
-        extra = load(config.test, config.fmt, settings, prefix="s", progress=config.progress)
-        read, rejected = read + extra.read, rejected + extra.rejected
-        train, test = loaded.events, extra.events
-        split = f"given files: T = {config.train.name}, S = {config.test.name}"
+    given = _given_test(config, settings, loaded)
+    if given is not None:
+        train, test, read, rejected, split = given
     else:
+        read, rejected = loaded.read, loaded.rejected
         days = config.split_days or 0.0
         train, test = split_by_days(loaded.events, days)
         split = (
@@ -200,13 +212,11 @@ def _run_purchase(
     result: dict[str, Any],
     started: float,
 ) -> list[Outcome]:
-    read, rejected = loaded.read, loaded.rejected
-    if config.test is not None:
-        extra = load(config.test, config.fmt, settings, prefix="s", progress=config.progress)
-        read, rejected = read + extra.read, rejected + extra.rejected
-        train, test = loaded.events, extra.events
-        split = f"given files: T = {config.train.name}, S = {config.test.name}"
+    given = _given_test(config, settings, loaded)
+    if given is not None:
+        train, test, read, rejected, split = given
     else:
+        read, rejected = loaded.read, loaded.rejected
         days = config.split_days or 0.0
         train, test = split_by_time(loaded.events, days)
         split = PURCHASE_SPLIT.format(days=days)
