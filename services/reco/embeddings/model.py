@@ -104,6 +104,12 @@ class EmbeddingModel:
                 break
         return out
 
+    def warm(self) -> None:
+        """One query through the index and the arrays, so that the first request after a
+        model is swapped in does not pay their first-use costs (about 2 ms measured)."""
+        if self.item_ids:
+            self.for_context([(self.item_ids[0], 1.0)], 1)
+
     def similar(self, item_id: str, count: int, category: str | None = None) -> Scored:
         query = self.vector(item_id, category)
         return [] if query is None else self.nearest(query, count, exclude=(item_id,))

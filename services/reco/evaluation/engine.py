@@ -152,10 +152,13 @@ class EngineSystem:
         self._log.append(train)
         while self._processor.run_once(self._batch, 0).records:
             pass
+        self.store.popular(1)  # ranked before the first request, as the embedded app does
         if self._embeddings is not None:
             s = self._settings
             data = corpus(train, s.event_weights, s.session_gap_s)
-            self._models.current = train_embeddings(data, self._embeddings)
+            model = train_embeddings(data, self._embeddings)
+            model.warm()  # as the api's ModelHolder does before it swaps a model in
+            self._models.current = model
         if not online:
             self._frozen = FrozenFeatures(self.store)
             self._log = MemoryLog()
