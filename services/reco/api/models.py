@@ -73,7 +73,12 @@ class ModelHolder:
         """Refresh every ``every_s`` seconds until cancelled (the app's lifespan task)."""
         while True:
             await asyncio.sleep(every_s)
-            await asyncio.to_thread(self.refresh)
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception:
+                # An unforeseen failure must not end the watch: the replica would serve
+                # its current model for good and nobody would notice.
+                log.exception("model %s refresh failed; trying again in %g s", EMBEDDINGS, every_s)
 
 
 @asynccontextmanager
