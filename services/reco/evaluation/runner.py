@@ -149,17 +149,30 @@ def _run_user(
     ]
 
 
-def _given_test(
-    config: EvalConfig, settings: EngineSettings, loaded: Loaded
-) -> tuple[list[Event], list[Event], int, Counter[str], str] | None:
-    """With ``--test FILE``: the train and test events, what was read and refused in both
-    files, and the split's description; None when the test part is split off by days."""
+def _parts(
+    config: EvalConfig,
+    settings: EngineSettings,
+    loaded: Loaded,
+    split_off: Callable[[list[Event], float], tuple[list[Event], list[Event]]],
+    describe: Callable[[float], str],
+) -> tuple[list[Event], list[Event], int, Counter[str], str]:
+    """The train and test events, what was read and refused, and how they were split:
+    the ``--test`` file, else ``split_off`` the last ``--split-days`` days."""
     if config.test is None:
-        return None
+        days = config.split_days or 0.0
+        train, test = split_off(list(loaded.events), days)
+        return train, test, loaded.read, loaded.rejected, describe(days)
     extra = load(config.test, config.fmt, settings, prefix="s", progress=config.progress)
     split = f"given files: T = {config.train.name}, S = {config.test.name}"
     read, rejected = loaded.read + extra.read, loaded.rejected + extra.rejected
     return list(loaded.events), list(extra.events), read, rejected, split
+
+
+def _next_split(days: float) -> str:
+    return (
+        f"by time: a session is in S when its last event is less than {days:g} days "
+        "before the dataset's last event; all other sessions are T"
+    )
 
 
 def _run_next(
@@ -169,17 +182,9 @@ def _run_next(
     result: dict[str, Any],
     started: float,
 ) -> list[Outcome]:
-    given = _given_test(config, settings, loaded)
-    if given is not None:
-        train, test, read, rejected, split = given
-    else:
-        read, rejected = loaded.read, loaded.rejected
-        days = config.split_days or 0.0
-        train, test = split_by_days(loaded.events, days)
-        split = (
-            f"by time: a session is in S when its last event is less than {days:g} days "
-            "before the dataset's last event; all other sessions are T"
-        )
+    train, test, read, rejected, split = _parts(
+        config, settings, loaded, split_by_days, _next_split
+    )
     data = next_data(train, test)
     c = data.counts
     result.update(split=split, catalogue=len(data.catalogue))
@@ -212,14 +217,9 @@ def _run_purchase(
     result: dict[str, Any],
     started: float,
 ) -> list[Outcome]:
-    given = _given_test(config, settings, loaded)
-    if given is not None:
-        train, test, read, rejected, split = given
-    else:
-        read, rejected = loaded.read, loaded.rejected
-        days = config.split_days or 0.0
-        train, test = split_by_time(loaded.events, days)
-        split = PURCHASE_SPLIT.format(days=days)
+    train, test, read, rejected, split = _parts(
+        config, settings, loaded, split_by_time, lambda days: PURCHASE_SPLIT.format(days=days)
+    )
     data = purchase_data(train, test, config.unit)
     result.update(split=split, catalogue=len(data.catalogue), counts=data.counts)
     result["events"] = {"read": read, "train": len(train), "test": len(test)}
