@@ -71,9 +71,10 @@ def train_and_publish(
     read_s = time.perf_counter() - started
     if not data.events:
         raise NothingToTrain("the archive holds no events of a known type to train on")
-    items = {i for s in data.sessions for i in s} | {i for u in data.user_items.values() for i in u}
-    known = {i.item_id: i.category for i in catalog.get_many(items).values() if i.category}
-    model = train(data, params, {k: v for k, v in known.items() if v})
+    # The catalog only for the items whose events named no category.
+    uncategorised = {i for u in data.user_items.values() for i in u} - data.categories.keys()
+    found = catalog.get_many(uncategorised).values()
+    model = train(data, params, {i.item_id: i.category for i in found if i.category})
     if not len(model):
         raise NothingToTrain(
             f"{data.events} events but no item with {params.min_count}+ events in a session "
