@@ -50,7 +50,6 @@ class ModelHolder:
             return False
         try:
             model = EmbeddingModel.from_bytes(artifact, latest.version)
-            model.warm()
         except (ValueError, OSError, KeyError) as exc:
             # A broken artifact stays broken: skip this version until a newer one comes.
             self._bad.add(latest.version)

@@ -62,6 +62,10 @@ class EmbeddingModel:
                 # differently; training is a batch job and its results must reproduce.
                 keys = np.arange(len(self.item_ids), dtype=np.uint64)
                 self.index.add(keys, self.vectors, threads=1)
+        if self.item_ids:
+            # One query through the index and the arrays: the first request after a model
+            # is swapped in would otherwise pay their first-use costs (2 ms measured).
+            self.for_context([(self.item_ids[0], 1.0)], 1)
 
     @property
     def dim(self) -> int:
@@ -103,12 +107,6 @@ class EmbeddingModel:
             if len(out) == count:
                 break
         return out
-
-    def warm(self) -> None:
-        """One query through the index and the arrays, so that the first request after a
-        model is swapped in does not pay their first-use costs (about 2 ms measured)."""
-        if self.item_ids:
-            self.for_context([(self.item_ids[0], 1.0)], 1)
 
     def similar(self, item_id: str, count: int, category: str | None = None) -> Scored:
         query = self.vector(item_id, category)

@@ -156,9 +156,7 @@ class EngineSystem:
         if self._embeddings is not None:
             s = self._settings
             data = corpus(train, s.event_weights, s.session_gap_s)
-            model = train_embeddings(data, self._embeddings)
-            model.warm()  # as the api's ModelHolder does before it swaps a model in
-            self._models.current = model
+            self._models.current = train_embeddings(data, self._embeddings)
         if not online:
             self._frozen = FrozenFeatures(self.store)
             self._log = MemoryLog()
