@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reco.adapters.memory_features import MemoryFeatureStore
+from reco.embeddings.training import TrainParams
 from reco.evaluation.data import NextData, UserData, load, next_data, split_by_days, user_data
 from reco.evaluation.engine import EngineSystem
 from reco.evaluation.metrics import Position, Ranking, bootstrap, hit_rate, locate, ndcg
@@ -293,9 +294,19 @@ class InnerBench:
         seed: int,
         stores: int = 4,
         embeddings: Literal["auto", "none", "item2vec", "als"] = "auto",
+        embedding_params: TrainParams | None = None,
     ) -> None:
+        """``embeddings`` says whether item vectors are trained and by which algorithm, as
+        ``reco eval --embeddings`` does ("auto": when the term is weighted, by ALS unless
+        ``embedding_params`` names another); ``embedding_params`` says how (factors,
+        iterations...), None: with ``TrainParams``' defaults, as ``reco eval`` does."""
+        if embedding_params is not None and embeddings not in ("auto", embedding_params.algorithm):
+            raise ValueError(
+                f"embedding_params train {embedding_params.algorithm}, not {embeddings}"
+            )
         self.dataset = dataset
         self.embeddings = embeddings
+        self.embedding_params = embedding_params
         self.splits = [engine_view(s, dataset.own_sessions) for s in splits]
         self.base = base
         self.resamples, self.seed = resamples, seed
@@ -341,6 +352,9 @@ class InnerBench:
         # As reco eval does: item vectors trained on the training part when weighted.
         config = replace(self.dataset.config(Path()), embeddings=self.embeddings)
         vectors = embedding_params(config, settings)
+        if vectors is not None and self.embedding_params is not None:
+            # The session gap follows the engine's settings, as reco eval's does.
+            vectors = replace(self.embedding_params, session_gap_s=vectors.session_gap_s)
         build = settings.model_dump_json(exclude=QUERY_FIELDS)
         cache = self._stores[fold]
         store = None if vectors is not None else cache.get(build)
