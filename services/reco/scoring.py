@@ -9,7 +9,7 @@ drown the others. Each signal is then divided by its maximum over the candidates
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
@@ -78,6 +78,19 @@ class _Accumulator:
             if held is None or part > held[0]:
                 best[item] = (part, source)
 
+    def add_scored(self, signal: str, scored: Scored) -> None:
+        """``add`` for each item of a list with no source item: one C-level copy when the
+        signal has no value yet and the list names each item once (the neighbour list)."""
+        table = self.raw[signal]
+        if not table:
+            table.update(scored)
+            if len(table) == len(scored):
+                return
+            table.clear()
+        get = table.get
+        for item, value in scored:
+            table[item] = get(item, 0.0) + value
+
 
 def score(
     inputs: RecoInputs,
@@ -102,17 +115,17 @@ def score(
         acc.add("recency", source, weight, source)
     acc.add_list("popularity", inputs.popular, 1.0, "")
     for signal, scored in (extra or {}).items():
-        for item, value in scored:
-            acc.add(signal, item, value)
+        acc.add_scored(signal, scored)
     for signal, explained in (sourced or {}).items():
         for item, value, source in explained:
             acc.add(signal, item, value, source)
     return rank(acc, weights)
 
 
-def rank(acc: _Accumulator, weights: SignalWeights) -> Ranked:
-    """Every candidate by score (ties by item id); each signal divided by its maximum."""
-    parts: list[tuple[str, dict[str, float]]] = []
+def rank(acc: _Accumulator, weights: SignalWeights, *, drop: Collection[str] = ()) -> Ranked:
+    """Every candidate but ``drop`` by score (ties by item id); each signal divided by its
+    maximum (over every candidate, ``drop`` included)."""
+    parts: list[_Part] = []
     totals: dict[str, float] = {}
     get = totals.get
     for signal in SIGNALS:
@@ -123,12 +136,26 @@ def rank(acc: _Accumulator, weights: SignalWeights) -> Ranked:
         top = max(table.values())
         if top <= 0:
             continue
-        part = {item: weight * raw / top for item, raw in table.items()}
-        parts.append((signal, part))
-        for item, value in part.items():
-            totals[item] = get(item, 0.0) + value
-    order = sorted(totals, key=lambda item: (-totals[item], item))
+        parts.append(_Part(signal, weight, top, table))
+        for item, raw in table.items():
+            totals[item] = get(item, 0.0) + weight * raw / top
+    for item in drop:
+        totals.pop(item, None)
+    # By score, highest first, ties by item id: two sorts on C-level keys (a stable sort
+    # keeps the id order among equal scores) instead of one on a tuple built per candidate.
+    order = sorted(totals)
+    order.sort(key=totals.__getitem__, reverse=True)
     return Ranked(order, totals, parts, acc.best)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One weighted signal of a ranking: an item's part is ``weight * raw[item] / top``."""
+
+    signal: str
+    weight: float
+    top: float
+    raw: dict[str, float]
 
 
 class Ranked(Sequence[Candidate]):
@@ -139,7 +166,7 @@ class Ranked(Sequence[Candidate]):
         self,
         order: list[str],
         totals: dict[str, float],
-        parts: list[tuple[str, dict[str, float]]],
+        parts: list[_Part],
         best: dict[str, dict[str, tuple[float, str]]],
     ) -> None:
         self._order = order
@@ -170,14 +197,24 @@ class Ranked(Sequence[Candidate]):
         for index in range(len(self._order)):
             yield self._candidate(index)
 
+    def without(self, exclude: Collection[str]) -> Iterator[Candidate]:
+        """The candidates in order, skipping ``exclude`` before building them (a page may
+        leave out hundreds of items a user already rated)."""
+        order = self._order
+        for index in range(len(order)):
+            if order[index] not in exclude:
+                yield self._candidate(index)
+
     def _candidate(self, index: int) -> Candidate:
         cand = self._built.get(index)
         if cand is None:
             item = self._order[index]
             cand = self._built[index] = Candidate(item, self._totals[item])
-            for signal, part in self._parts:
-                if item in part:
-                    cand.signals[signal] = part[item]
+            for part in self._parts:
+                raw = part.raw.get(item)
+                if raw is not None:
+                    signal = part.signal
+                    cand.signals[signal] = part.weight * raw / part.top
                     best = self._best[signal].get(item)
                     if best is not None and best[1]:
                         cand.sources[signal] = best[1]
@@ -190,7 +227,7 @@ def similar(
     weights: SignalWeights,
     item_id: str,
     embedding: Scored | None = None,
-) -> list[Candidate]:
+) -> Ranked:
     """Items related to ``item_id``: its co-view and sequence lists, its nearest items by
     embedding, then popular items.
 
@@ -204,4 +241,4 @@ def similar(
     acc.add_list("popularity", popular, 1.0, "")
     if embedding and not related.coview and not related.sequence and weights.embedding <= 0:
         weights = weights.model_copy(update={"embedding": COLD_EMBEDDING_WEIGHT})
-    return [c for c in rank(acc, weights) if c.item_id != item_id]
+    return rank(acc, weights, drop=(item_id,))

@@ -14,7 +14,7 @@ from reco.embeddings import EmbeddingModel
 from reco.metrics import Metrics
 from reco.ports import Catalog, FeatureStore
 from reco.rules import RuleOptions, boost_new_items, select
-from reco.scoring import Candidate, Sourced, score, similar
+from reco.scoring import Candidate, Ranked, Sourced, score, similar
 from reco.settings import EngineSettings
 from reco.signals.decay import ForwardDecay
 from reco.signals.history import context_weights
@@ -161,7 +161,12 @@ class Recommender:
         exclude = exclude | options.exclude
         seen, purchased = set(seen), set(purchased)
         for size in self._head_sizes(count, options, len(seen), len(purchased)):
-            head = list(islice((c for c in ranked if c.item_id not in exclude), size))
+            kept = (
+                ranked.without(exclude)
+                if isinstance(ranked, Ranked)
+                else (c for c in ranked if c.item_id not in exclude)
+            )
+            head = list(islice(kept, size))
             wanted = {c.item_id for c in head}
             wanted.update(src for c in head for src in c.sources.values())
             items = self._catalog.get_many(wanted)

@@ -101,4 +101,7 @@ def neighbour_scores(
         add = neighbour.similarity / neighbour.step
         for item in dict.fromkeys(session_items):
             scores[item] = scores.get(item, 0.0) + add
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    # Highest first, ties by item id: the id order survives the stable sort by score.
+    order = sorted(scores)
+    order.sort(key=scores.__getitem__, reverse=True)
+    return [(item, scores[item]) for item in order]
