@@ -25,7 +25,6 @@ the same order, so that their floating-point sums and their tie-breaks agree bit
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -83,12 +82,15 @@ def select_neighbours(
                     last[session] = ts
             else:
                 dot[session], last[session], step[session] = q.weight, ts, q.step
-    pool: Iterable[str] = dot
-    if len(dot) > sample:
-        pool = heapq.nlargest(sample, dot, key=lambda s: (last[s], s))
+    # Each order below is a chain of stable sorts on C-level keys, the last key first:
+    # sorting by a key with reverse=True keeps the earlier order among equal keys.
+    pool = sorted(dot, reverse=True)
+    pool.sort(key=last.__getitem__, reverse=True)  # by (recency, session id), latest first
+    del pool[sample:]
     n = len(items)
-    ranked = heapq.nlargest(k, pool, key=lambda s: (dot[s] / n, last[s], s))
-    return [Neighbour(s, dot[s] / n, step[s]) for s in ranked]
+    similarity = {s: dot[s] / n for s in pool}
+    pool.sort(key=similarity.__getitem__, reverse=True)  # by (similarity, recency, id)
+    return [Neighbour(s, similarity[s], step[s]) for s in pool[:k]]
 
 
 def neighbour_scores(
