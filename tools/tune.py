@@ -440,7 +440,8 @@ DIGINETICA_AXES = (
     Axis("session_gap_s", (600, 1800, 4 * H, DAY), "no-op: sessions given"),
 )
 # The user protocol ranks items the user has not rated, so recency (which scores only the
-# user's own items) cannot move a figure; the session-only structure axes are left as is.
+# user's own items) cannot move a figure. The neighbour and related-list caps set most of
+# a request's cost on long histories, so they are searched here too.
 MOVIELENS_AXES = (
     Axis("weights.neighbours", (0, 0.5, 1, 2, 3)),
     Axis("history_decay", (0.5, 0.7, 0.8, 0.9, 0.95, 1.0)),
@@ -449,6 +450,10 @@ MOVIELENS_AXES = (
     Axis("weights.popularity", (0, 0.1, 0.3, 1, 3)),
     Axis("weights.embedding", (0, 0.25, 0.5, 1, 2)),
     Axis("context_items", (5, 10, 20, 50)),
+    Axis("related_per_item", (10, 25, 50, 100)),
+    Axis("neighbour_k", (10, 25, 50, 100)),
+    Axis("neighbour_sample", (50, 100, 200, 500)),
+    Axis("neighbour_sessions_per_item", (25, 50, 100, 200)),
     Axis("session_gap_s", (1800, 4 * H, DAY), "engine's sessions only"),
 )
 
