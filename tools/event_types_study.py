@@ -25,6 +25,7 @@ from reco.evaluation.engine import EngineSystem
 from reco.evaluation.metrics import Scoreboard
 from reco.evaluation.protocols import Outcome
 from reco.evaluation.purchase import Unit, purchase_data, run_purchase, split_by_time
+from reco.evaluation.runner import embedding_params
 from reco.evaluation.systems import System
 from reco.settings import EngineSettings
 
@@ -120,7 +121,9 @@ def _f(value: float) -> str:
 
 
 def engine(weights: Weights) -> EngineSystem:
-    return EngineSystem(EngineSettings(event_weights=weights))
+    """The engine as ``reco eval`` builds it (item vectors trained when weighted)."""
+    settings = EngineSettings(event_weights=weights)
+    return EngineSystem(settings, embeddings=embedding_params("auto", settings))
 
 
 def table(data_dir: Path, study: Study) -> str:

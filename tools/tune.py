@@ -41,7 +41,7 @@ from reco.evaluation.engine import EngineSystem
 from reco.evaluation.metrics import Position, Ranking, bootstrap, hit_rate, locate, ndcg
 from reco.evaluation.metrics import reciprocal_rank as rr
 from reco.evaluation.protocols import Outcome, run_next, run_user
-from reco.evaluation.runner import EvalConfig, embedding_params, run
+from reco.evaluation.runner import Embeddings, EvalConfig, embedding_params, run
 from reco.events import Event
 from reco.settings import EngineSettings
 
@@ -293,7 +293,7 @@ class InnerBench:
         resamples: int,
         seed: int,
         stores: int = 4,
-        embeddings: Literal["auto", "none", "item2vec", "als"] = "auto",
+        embeddings: Embeddings = "auto",
         embedding_params: TrainParams | None = None,
     ) -> None:
         """``embeddings`` says whether item vectors are trained and by which algorithm, as
@@ -350,8 +350,7 @@ class InnerBench:
         self, fold: int, data: NextData | UserData, settings: EngineSettings
     ) -> tuple[list[int], dict[str, list[float]]]:
         # As reco eval does: item vectors trained on the training part when weighted.
-        config = replace(self.dataset.config(Path()), embeddings=self.embeddings)
-        vectors = embedding_params(config, settings)
+        vectors = embedding_params(self.embeddings, settings)
         if vectors is not None and self.embedding_params is not None:
             # The session gap follows the engine's settings, as reco eval's does.
             vectors = replace(self.embedding_params, session_gap_s=vectors.session_gap_s)

@@ -37,6 +37,9 @@ from reco.evaluation.systems import System
 from reco.events import Event
 from reco.settings import EngineSettings
 
+Embeddings = Literal["auto", "none", "item2vec", "als"]
+"""``--embeddings``: which item vectors the engine trains first (auto: ALS when weighted)."""
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -57,7 +60,7 @@ class EvalConfig:
     ``reco.evaluation.purchase``)."""
     unit: Unit = "session"
     """Purchase target only: rank for the test session, or for the user over their history."""
-    embeddings: Literal["auto", "none", "item2vec", "als"] = "auto"
+    embeddings: Embeddings = "auto"
     """Item vectors the engine trains on the training part (as ``reco train`` would) before
     the replay; auto: ALS when the ``embedding`` weight is above 0, else none."""
 
@@ -65,14 +68,15 @@ class EvalConfig:
 def factories(config: EvalConfig, settings: EngineSettings) -> list[Callable[[], System]]:
     out: list[Callable[[], System]] = []
     if config.engine:
-        params = embedding_params(config, settings)
+        params = embedding_params(config.embeddings, settings)
         out.append(lambda: EngineSystem(settings, embeddings=params))
     out.extend(BASELINES[name] for name in config.baselines)
     return out
 
 
-def embedding_params(config: EvalConfig, settings: EngineSettings) -> TrainParams | None:
-    algorithm = config.embeddings
+def embedding_params(algorithm: Embeddings, settings: EngineSettings) -> TrainParams | None:
+    """How the engine's item vectors are trained for an evaluation (``--embeddings``):
+    "auto" trains ALS when the ``embedding`` weight is above 0; "none" trains nothing."""
     if algorithm == "auto":
         algorithm = "als" if settings.weights.embedding > 0 else "none"
     if algorithm == "none":
