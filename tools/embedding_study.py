@@ -190,15 +190,20 @@ def als_grid(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _dataset_rows(result: dict[str, Any], name: str) -> tuple[list[dict[str, Any]], str, str]:
+    """A dataset's rows, and the names of its reported metric and of its objective."""
+    rows = [r for r in result["rows"] if r["dataset"] == name]
+    objective = rows[0]["objective"] if rows else ""
+    return rows, "HR@10" if objective == "NDCG@10" else "HR@20", objective
+
+
 def grid_table(result: dict[str, Any]) -> str:
     lines = []
     defaults = result["defaults"]
     for name in STORES:
-        rows = [r for r in result["rows"] if r["dataset"] == name]
+        rows, reported, objective = _dataset_rows(result, name)
         if not rows:
             continue
-        objective = rows[0]["objective"]
-        reported = "HR@10" if objective == "NDCG@10" else "HR@20"
         cover = result["coverage"][name]
         zero = cover["weight_0"]
         lines += [
@@ -232,11 +237,9 @@ def table(result: dict[str, Any]) -> str:
         return grid_table(result)
     lines = []
     for name in PROFILES:
-        rows = [r for r in result["rows"] if r["dataset"] == name]
+        rows, reported, objective = _dataset_rows(result, name)
         if not rows:
             continue
-        objective = rows[0]["objective"]
-        reported = "HR@10" if objective == "NDCG@10" else "HR@20"
         lines += [
             f"\n**{name}** (inner split, {rows[0]['predictions']} predictions)\n",
             f"| algorithm | weight | {reported} | {objective} | minus weight 0 [95 %] |",
