@@ -4,8 +4,8 @@ For Diginetica (the next protocol, 4 inner folds of its training part) and Movie
 user protocol, each user's last training rating), every pair of algorithm (item2vec, ALS)
 and ``embedding`` weight is scored in static mode, the vectors trained on the inner
 training part as ``reco eval --embeddings`` trains them, and compared, paired, with the
-same engine without the term (weight 0). The other settings are today's defaults (and, for
-MovieLens, also its profile). Prints markdown; ``--json`` keeps every figure.
+same engine without the term (weight 0). The other settings are today's defaults. Prints
+markdown; ``--json`` keeps every figure.
 
     .venv/bin/python tools/embedding_study.py --json eval-results/embeddings.json
 
@@ -45,15 +45,11 @@ from tools.tune import (
 
 from reco.embeddings.training import TrainParams, corpus
 from reco.evaluation.data import NextData, UserData, load, next_data
+from reco.evaluation.runner import Embeddings
 from reco.settings import EngineSettings
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 ALGORITHMS: tuple[Literal["item2vec", "als"], ...] = ("item2vec", "als")
-PROFILES = {
-    "diginetica": {},
-    "movielens": {},
-    "movielens-profile": {"weights.neighbours": 1.0},
-}
 
 
 Split = NextData | UserData
@@ -71,13 +67,14 @@ def inner_splits(args: argparse.Namespace, base: EngineSettings) -> dict[str, li
     return {"diginetica": [next_data(a, b) for a, b in folds], "movielens": [users]}
 
 
-def benches(args: argparse.Namespace, base: EngineSettings, algorithm: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, splits in inner_splits(args, base).items():
-        out[name] = InnerBench(DATASETS[name], splits, base, resamples=args.resamples, seed=0,
-                               stores=STORES[name], embeddings=algorithm)  # type: ignore[arg-type]  # fmt: skip
-    out["movielens-profile"] = out["movielens"]
-    return out
+def benches(
+    args: argparse.Namespace, base: EngineSettings, algorithm: Embeddings
+) -> dict[str, InnerBench]:
+    return {
+        name: InnerBench(DATASETS[name], splits, base, resamples=args.resamples, seed=0,
+                         stores=STORES[name], embeddings=algorithm)
+        for name, splits in inner_splits(args, base).items()
+    }  # fmt: skip
 
 
 def study(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,13 +82,12 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for algorithm in ALGORITHMS:
         by_name = benches(args, base, algorithm)
-        for name, profile in PROFILES.items():
-            bench = by_name[name]
+        for name, bench in by_name.items():
             _, objective = bench.dataset.metrics
             reported = bench.dataset.metrics[0]
-            zero = bench.score(profile | {"weights.embedding": 0.0})
+            zero = bench.score({"weights.embedding": 0.0})
             for weight in WEIGHTS:
-                s = bench.score(profile | {"weights.embedding": weight})
+                s = bench.score({"weights.embedding": weight})
                 diff = s.minus(zero, objective, resamples=args.resamples, seed=0)
                 rows.append({
                     "dataset": name, "algorithm": algorithm, "weight": weight,
@@ -236,7 +232,7 @@ def table(result: dict[str, Any]) -> str:
     if result.get("mode") == "als-grid":
         return grid_table(result)
     lines = []
-    for name in PROFILES:
+    for name in STORES:
         rows, reported, objective = _dataset_rows(result, name)
         if not rows:
             continue
