@@ -789,8 +789,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         found = search_diginetica(args, base)
         chosen = configure(base, found.point)
         ml = search_movielens(args, chosen)
-        profile = configure(chosen, ml.point)
         lines = env_lines(ml.point, chosen)
+        # A profile only when MovieLens's point differs from the defaults chosen above.
+        profile = configure(chosen, ml.point) if lines else None
         out |= {"search": asdict(found), "movielens_search": asdict(ml), "movielens_profile": lines}
         say(f"chosen: {_show(found.point)}; MovieLens profile: {' '.join(lines)}")
     out["ablation"] = []
@@ -813,7 +814,12 @@ def report(out: Mapping[str, Any], args: argparse.Namespace) -> None:
     if "search" in out:
         parts.append("## Inner-split search: Diginetica\n\n" + search_table(out["search"]))
         parts.append("## Inner-split search: MovieLens\n\n" + search_table(out["movielens_search"]))
-        parts.append("MovieLens profile:\n\n```\n" + "\n".join(out["movielens_profile"]) + "\n```")
+        lines = out["movielens_profile"]
+        parts.append(
+            "MovieLens profile:\n\n```\n" + "\n".join(lines) + "\n```"
+            if lines
+            else "MovieLens needs no profile: its search ends at the defaults."
+        )
     parts += ["## Ablation"] + [ablation_table(ab) for ab in out["ablation"]]
     text = "\n\n".join(parts) + "\n"
     print(text)
