@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from reco.catalog import Item
@@ -57,6 +59,27 @@ def test_ties_are_broken_by_item_id() -> None:
     assert [c.item_id for c in score(inputs, w, history_decay=1.0, context_items=10)] == [
         "m",
         "z",
+    ]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_ranking_is_by_score_then_item_id_and_without_skips_only_the_excluded(seed: int) -> None:
+    rng = random.Random(seed)
+    values = (1.0, 2.0, 4.0)  # few distinct values: many exact ties
+    related = {
+        ctx: Related(
+            coview=[(rng.choice("abcdefghij"), rng.choice(values)) for _ in range(5)],
+            sequence=[(rng.choice("abcdefghij"), rng.choice(values)) for _ in range(3)],
+        )
+        for ctx in "xyz"
+    }
+    inputs = RecoInputs(context=list(related), purchases=[], related=related, popular=[])
+    ranked = score(inputs, SignalWeights(), history_decay=1.0, context_items=10)
+    pairs = [(c.item_id, c.score) for c in ranked]
+    assert pairs == sorted(pairs, key=lambda kv: (-kv[1], kv[0]))
+    exclude = set(rng.sample("abcdefghijxyz", 4))
+    assert [c.item_id for c in ranked.without(exclude)] == [
+        item for item, _ in pairs if item not in exclude
     ]
 
 

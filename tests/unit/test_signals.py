@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
 import math
+import random
 from collections.abc import Callable
 
 import pytest
@@ -215,6 +217,48 @@ def test_select_neighbours_breaks_ties_by_recency_then_id() -> None:
     index = {"a": [("x", 5.0), ("z", 1.0), ("y", 1.0)]}
     near = select_neighbours(query(["a"]), _postings(index), sample=10, k=2, exclude=None)
     assert [n.session_id for n in near] == ["x", "z"]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_select_neighbours_orders_as_its_definition_on_random_ties(seed: int) -> None:
+    """The sorts are chains of stable sorts (and the Lua script follows the definition), so
+    they are checked against the definition itself: the ``sample`` most recent by
+    (recency, id), then the ``k`` nearest by (similarity, recency, id), all descending.
+    Few distinct timestamps and items make ties common."""
+    rng = random.Random(seed)
+    index = {
+        item: [
+            (f"s{rng.randrange(40)}", float(rng.randrange(4))) for _ in range(rng.randrange(1, 30))
+        ]
+        for item in "abcdef"
+    }
+    current = [rng.choice("abcdef") for _ in range(rng.randrange(1, 8))]
+    items = query(current)
+    sample, k = rng.randrange(1, 30), rng.randrange(1, 20)
+    dot: dict[str, float] = {}
+    last: dict[str, float] = {}
+    for q in items:
+        for session, ts in index.get(q.item, []):
+            dot[session] = dot.get(session, 0.0) + q.weight
+            last[session] = max(last.get(session, ts), ts)
+    pool = heapq.nlargest(sample, dot, key=lambda s: (last[s], s))
+    n = len(items)
+    expected = heapq.nlargest(k, pool, key=lambda s: (dot[s] / n, last[s], s))
+    near = select_neighbours(items, _postings(index), sample=sample, k=k, exclude=None)
+    assert [x.session_id for x in near] == expected
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_neighbour_scores_order_highest_first_then_by_item_on_random_ties(seed: int) -> None:
+    rng = random.Random(seed)
+    neighbours = [
+        (Neighbour(f"n{i}", rng.choice((0.25, 0.5)), rng.choice((1, 2))),
+         [rng.choice("abcdefgh") for _ in range(rng.randrange(1, 6))])
+        for i in range(rng.randrange(1, 12))
+    ]  # fmt: skip
+    scored = neighbour_scores(neighbours)
+    assert scored == sorted(scored, key=lambda kv: (-kv[1], kv[0]))
+    assert len({item for item, _ in scored}) == len(scored)
 
 
 def test_neighbour_scores_add_similarity_over_step_once_per_item() -> None:
