@@ -22,8 +22,9 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from tqdm import tqdm
 
@@ -69,22 +70,28 @@ def _percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.999999) - 1))]
 
 
+def fitted(system: System, train: Sequence[Event], *, online: bool, kmax: int) -> Outcome:
+    """A new outcome for ``system``, once it has been fitted on ``train`` (timed: build_s)."""
+    outcome = Outcome(system.name, Scoreboard(kmax))
+    started = time.perf_counter()
+    system.fit(train, online=online)
+    outcome.build_s = time.perf_counter() - started
+    return outcome
+
+
+def progress_bar(total: int, desc: str, unit: str, progress: bool) -> tqdm[Any]:
+    """The replay's progress on stderr, shown only when ``progress``."""
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not progress)
+
+
 def run_next(
     system: System, data: NextData, *, online: bool, kmax: int, progress: bool = False
 ) -> Outcome:
     """Fit on ``T``, replay the test sessions, score every prediction."""
-    outcome = Outcome(system.name, Scoreboard(kmax))
-    started = time.perf_counter()
-    system.fit(data.train, online=online)
-    outcome.build_s = time.perf_counter() - started
+    outcome = fitted(system, data.train, online=online, kmax=kmax)
     universe = len(data.catalogue)
-    bar = tqdm(
-        total=data.predictions,
-        desc=f"{system.name} ({'online' if online else 'static'})",
-        unit="pred",
-        file=sys.stderr,
-        disable=not progress,
-    )
+    mode = "online" if online else "static"
+    bar = progress_bar(data.predictions, f"{system.name} ({mode})", "pred", progress)
     with bar:
         for session, step, event in _deliveries(data.sessions, online=online):
             sid = f"eval:{session}"
@@ -131,23 +138,17 @@ def replay_event(event: Event, session_id: str, index: int) -> Event:
 
 def run_user(system: System, data: UserData, *, kmax: int, progress: bool = False) -> Outcome:
     """Fit on the training events, then rank each user's unrated items once."""
-    outcome = Outcome(system.name, Scoreboard(kmax))
-    started = time.perf_counter()
-    system.fit(data.train, online=False)
-    outcome.build_s = time.perf_counter() - started
-    targets = tqdm(
-        data.targets, desc=f"{system.name} (user)", unit="user", file=sys.stderr,
-        disable=not progress,
-    )  # fmt: skip
-    for index, target in enumerate(targets):
-        rated = data.rated.get(target.user_id, frozenset())
-        clock = time.perf_counter()
-        ranking = system.rank(
-            session_id=None, user_id=target.user_id, n=kmax + TIE_MARGIN, exclude=rated
-        )
-        outcome.rec_s.append(time.perf_counter() - clock)
-        position = locate(
-            ranking.without(rated), target.item_id, data.universe(target.user_id), kmax
-        )
-        outcome.board.add(index, position)
+    outcome = fitted(system, data.train, online=False, kmax=kmax)
+    bar = progress_bar(len(data.targets), f"{system.name} (user)", "user", progress)
+    with bar:
+        for index, target in enumerate(data.targets):
+            rated = data.rated.get(target.user_id, frozenset())
+            clock = time.perf_counter()
+            ranking = system.rank(
+                session_id=None, user_id=target.user_id, n=kmax + TIE_MARGIN, exclude=rated
+            )
+            outcome.rec_s.append(time.perf_counter() - clock)
+            universe = data.universe(target.user_id)
+            outcome.board.add(index, locate(ranking.without(rated), target.item_id, universe, kmax))
+            bar.update()
     return outcome

@@ -25,18 +25,16 @@ A variant of next-item prediction for streams with event types (docs/event-types
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from tqdm import tqdm
-
 from reco.evaluation.data import DAY_S
-from reco.evaluation.metrics import Scoreboard, locate
-from reco.evaluation.protocols import TIE_MARGIN, Outcome
+from reco.evaluation.metrics import locate
+from reco.evaluation.protocols import TIE_MARGIN, Outcome, fitted, progress_bar
+from reco.evaluation.protocols import _deliveries as next_order
 from reco.evaluation.systems import System
 from reco.events import Event
 
@@ -122,18 +120,10 @@ def run_purchase(
     system: System, data: PurchaseData, *, online: bool, kmax: int, progress: bool = False
 ) -> Outcome:
     """Fit on ``T``, replay ``S``, and rank before every purchase."""
-    outcome = Outcome(system.name, Scoreboard(kmax))
-    started = time.perf_counter()
-    system.fit(data.train, online=online)
-    outcome.build_s = time.perf_counter() - started
+    outcome = fitted(system, data.train, online=online, kmax=kmax)
     universe = len(data.catalogue)
-    bar = tqdm(
-        total=data.predictions,
-        desc=f"{system.name} (purchase, {'online' if online else 'static'})",
-        unit="pred",
-        file=sys.stderr,
-        disable=not progress,
-    )
+    mode = "online" if online else "static"
+    bar = progress_bar(data.predictions, f"{system.name} (purchase, {mode})", "pred", progress)
     with bar:
         for unit, step, event in _deliveries(data.units, online=online):
             if event.type == PURCHASE:
@@ -160,19 +150,9 @@ def run_purchase(
 
 
 def _deliveries(units: list[list[Event]], *, online: bool) -> Iterator[tuple[int, int, Event]]:
-    """``(unit index, position, event)`` in delivery order. Static mode skips the units
-    without a purchase: over a frozen model they could change no prediction."""
-    if not online:
-        for index, events in enumerate(units):
-            if any(e.type == PURCHASE for e in events):
-                for step, event in enumerate(events):
-                    yield index, step, event
-        return
-    deliveries = [
-        (e.timestamp, index, step, e)
-        for index, events in enumerate(units)
-        for step, e in enumerate(events)
-    ]
-    deliveries.sort(key=lambda d: d[:3])
-    for _, index, step, event in deliveries:
-        yield index, step, event
+    """``(unit index, position, event)`` in the next protocol's delivery order. Static mode
+    skips the units without a purchase: over a frozen model they could change no prediction."""
+    buying = {i for i, events in enumerate(units) if any(e.type == PURCHASE for e in events)}
+    for index, step, event in next_order(units, online=online):
+        if online or index in buying:
+            yield index, step, event
