@@ -203,7 +203,7 @@ def bench_embedded(seconds: float, repeats: int) -> dict[str, Any]:
 
 def bench_stack(seconds: float, repeats: int) -> dict[str, Any]:
     from reco.demo import generate
-    from tests.support.stack import local_stack, post_events
+    from reco.local.stack import local_stack, post_events
 
     with tempfile.TemporaryDirectory() as tmp, local_stack(Path(tmp)) as stack:
         api, ingest = stack["api"].url, stack["ingest"].url
@@ -220,7 +220,7 @@ def bench_stack(seconds: float, repeats: int) -> dict[str, Any]:
 def stack_processor_throughput(stack: Any, events: int = 50_000) -> float:
     """Events/s of one processor catching up on ``events`` produced while it was stopped."""
     from reco.demo import generate
-    from tests.support.stack import post_events
+    from reco.local.stack import post_events
 
     processor = stack["processor"]
     processor.stop()

@@ -5,7 +5,7 @@ does for one request). Consume: ``KafkaConsumer.poll(2000, ...)`` in a fresh gro
 records are in, as the processor reads. Each compression codec gets its own topic, so the
 bytes the broker stores per event can be compared too.
 
-Run from the repository root (the broker comes from ``tests/support/servers.py``)::
+Run from the repository root (the broker comes from ``reco.local.servers``)::
 
     .venv/bin/python -m benchmarks.kafka_log [--events 100000] [--batch 1000]
 """
@@ -30,7 +30,7 @@ from reco.adapters.kafka_consumer import KafkaConsumer
 from reco.adapters.kafka_producer import KafkaProducer
 from reco.adapters.kafka_topics import ensure_topic
 from reco.events import Event
-from tests.support.servers import KafkaServer
+from reco.local.servers import KafkaServer
 
 CATEGORIES = ["shoes", "hats", "bags", "shirts", "coats", "socks", "belts", "watches"]
 EVENT_TYPES = ["view"] * 12 + ["click"] * 4 + ["cart"] * 2 + ["purchase"]
@@ -152,7 +152,7 @@ def main() -> None:
                 "batch": args.batch,
                 "partitions": args.partitions,
                 "event_json_bytes": round(json_bytes, 1),
-                "broker": "Apache Kafka, 1 KRaft node on 127.0.0.1 (tests/support/servers.py)",
+                "broker": "Apache Kafka, 1 KRaft node on 127.0.0.1 (reco.local.servers)",
                 "repeat": args.repeat,
                 "statistic": "median of the rounds",
                 "confluent_kafka": metadata.version("confluent-kafka"),

@@ -12,7 +12,7 @@ the first ``--warmup`` batches fill the lists and are not timed. ``client`` is w
 caller waits; ``inside_redis`` (own server only) how long the script held Redis, during
 which every other client, the api included, waits.
 
-Without ``--url`` a throwaway redis-server is started (``tests.support.servers``) and
+Without ``--url`` a throwaway redis-server is started (``reco.local.servers``) and
 stopped after. With ``--url`` the run writes under a fresh prefix and deletes its keys after.
 """
 
@@ -201,7 +201,7 @@ def redis_url(given: str | None) -> Iterator[str]:
     if given:
         yield given
         return
-    from tests.support.servers import RedisServer
+    from reco.local.servers import RedisServer
 
     with RedisServer() as server:
         yield server.url

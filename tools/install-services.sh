@@ -2,7 +2,7 @@
 # Make sure the Redis and PostgreSQL server binaries exist, installing Debian's packages if not.
 #
 # Usage: tools/install-services.sh [redis] [postgres]     (both when no argument)
-# Prints one KEY=VALUE line per component on stdout, for tests/support/servers.py:
+# Prints one KEY=VALUE line per component on stdout, for services/reco/local/servers.py:
 #   redis-server=/usr/bin/redis-server
 #   pg-bindir=/usr/lib/postgresql/15/bin
 # The test fixtures start their own servers on free ports; the system services that the

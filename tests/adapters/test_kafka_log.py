@@ -21,12 +21,12 @@ from reco.adapters.memory_features import MemoryFeatureStore
 from reco.adapters.sqlite_catalog import SqliteCatalog
 from reco.events import Event
 from reco.exceptions import BackendUnavailable, ConfigError
+from reco.local.servers import KafkaServer
 from reco.metrics import Metrics
 from reco.processor import Processor
 from reco.settings import EngineSettings
 from tests.adapters.test_event_log import by_partition, make_events, poll_until, read_topic
 from tests.conftest import wait_until
-from tests.support.servers import KafkaServer
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from reco.adapters.postgres_schema import MIGRATION_LOCK, MIGRATIONS, Migration,
 from reco.catalog import ItemIn
 from reco.events import Event
 from reco.exceptions import BackendUnavailable
+from reco.local.servers import PostgresServer
 from reco.ports import Record
 from tests.conftest import wait_until
-from tests.support.servers import PostgresServer
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,9 @@ from reco.adapters.redis_features import (
 )
 from reco.adapters.redis_keys import COVIEW, SEQUENCE, RedisKeys
 from reco.exceptions import BackendUnavailable
+from reco.local.servers import RedisServer, free_port
 from reco.ports import ApplyOutcome, FeatureStore, RecoInputs
 from reco.signals import FeatureDelta, SessionState, UserProfile
-from tests.support.servers import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 

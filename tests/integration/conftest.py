@@ -13,11 +13,11 @@ import pytest
 from reco.adapters.factory import open_catalog
 from reco.adapters.kafka_consumer import KafkaConsumer
 from reco.adapters.memory_features import MemoryFeatureStore
+from reco.local.servers import KafkaServer, RedisServer
+from reco.local.stack import Stack
 from reco.metrics import Metrics
 from reco.processor import Processor
 from reco.settings import ProcessorSettings
-from tests.support.servers import KafkaServer, RedisServer
-from tests.support.stack import Stack
 
 PARTITIONS = 4
 # Caps far above what the tests' data reaches: trimming a capped list depends on where

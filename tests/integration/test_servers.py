@@ -15,7 +15,7 @@ import pytest
 import redis
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
-from tests.support.servers import (
+from reco.local.servers import (
     KafkaServer,
     PostgresServer,
     RedisServer,

@@ -17,6 +17,8 @@ import psycopg
 import pytest
 
 from reco.demo import generate
+from reco.local.servers import KafkaServer, RedisServer
+from reco.local.stack import Stack, post_events
 from reco.settings import ProcessorSettings
 from tests.conftest import wait_until
 from tests.integration.conftest import (
@@ -26,8 +28,6 @@ from tests.integration.conftest import (
     reference_snapshot,
     topic_end_offsets,
 )
-from tests.support.servers import KafkaServer, RedisServer
-from tests.support.stack import Stack, post_events
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
-"""Pytest fixtures for the real Kafka, Redis and PostgreSQL servers of :mod:`servers`.
+"""Pytest fixtures for the real Kafka, Redis and PostgreSQL servers of
+:mod:`reco.local.servers`.
 
 Load them from ``tests/conftest.py`` with ``pytest_plugins = ["tests.support.fixtures"]``
 (or ``from tests.support.fixtures import *``). Each server is started once per session, on
@@ -23,7 +24,7 @@ import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
-from tests.support.servers import (
+from reco.local.servers import (
     KafkaServer,
     PostgresServer,
     RedisServer,

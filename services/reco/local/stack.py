@@ -1,5 +1,9 @@
 """The services of the production shape as real processes (``python -m reco.cli ROLE``),
-configured by ``RECO_*`` variables against the suite's Kafka, Redis and PostgreSQL."""
+configured by ``RECO_*`` variables against real Kafka, Redis and PostgreSQL servers.
+
+:class:`Stack` runs them against servers it is given (the integration tests' own, on free
+ports); :func:`local_stack` starts the servers too (``make run-stack``, the benchmarks).
+"""
 
 from __future__ import annotations
 
@@ -16,17 +20,28 @@ from typing import Any
 
 import httpx
 
-from tests.support.servers import KafkaServer, PostgresServer, RedisServer, free_port
+from reco.local.exceptions import ServiceError
+from reco.local.servers import LOOPBACK, KafkaServer, PostgresServer, RedisServer, free_port
+
+__all__ = ["README_PORTS", "ROLES", "ServiceProcess", "Stack", "local_stack", "post_events"]
 
 ROLES = ("ingest", "processor", "archiver", "api")
+# The ports the README's table gives each role (and each role's settings default to), so
+# that its curl lines and Prometheus targets work against ``make run-stack`` as written.
+README_PORTS = {"api": 8080, "ingest": 8081, "processor": 8082, "archiver": 8083}
 
 
 class ServiceProcess:
-    def __init__(self, role: str, env: Mapping[str, str], log_dir: Path) -> None:
+    """One role as a child process, logging to ``<log_dir>/<role>.log``; on a free port
+    unless ``port`` is given."""
+
+    def __init__(
+        self, role: str, env: Mapping[str, str], log_dir: Path, *, port: int | None = None
+    ) -> None:
         self.role = role
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env, "RECO_PORT": str(self.port), "RECO_HOST": "127.0.0.1"}
+        self.port = free_port() if port is None else port
+        self.url = f"http://{LOOPBACK}:{self.port}"
+        self.env = {**os.environ, **env, "RECO_PORT": str(self.port), "RECO_HOST": LOOPBACK}
         self.log_path = log_dir / f"{role}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -47,18 +62,19 @@ class ServiceProcess:
         return self
 
     def wait_ready(self, timeout_s: float = 60) -> None:
+        if self.proc is None:
+            raise ServiceError(f"{self.role} was never started")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            assert self.proc is not None
             if self.proc.poll() is not None:
-                raise AssertionError(f"{self.role} exited {self.proc.returncode}:\n{self.tail()}")
+                raise ServiceError(f"{self.role} exited {self.proc.returncode}:\n{self.tail()}")
             try:
                 if httpx.get(self.url + "/health/ready", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"{self.role} not ready in {timeout_s} s:\n{self.tail()}")
+        raise ServiceError(f"{self.role} not ready in {timeout_s} s:\n{self.tail()}")
 
     def kill(self) -> None:
         """SIGKILL: no drain, no commit, no goodbye to the consumer group."""
@@ -76,7 +92,7 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"{self.role} ignored SIGTERM for {timeout_s} s") from None
+            raise ServiceError(f"{self.role} ignored SIGTERM for {timeout_s} s") from None
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""
@@ -109,9 +125,18 @@ class ServiceProcess:
 class Stack:
     """ingest, processor, archiver and api over one topic, Redis prefix and database."""
 
-    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, env: Mapping[str, str], log_dir: Path, *, ports: Mapping[str, int] | None = None
+    ) -> None:
+        """``ports`` fixes some roles' ports; the others get free ones."""
         self.env = dict(env)
-        self.services = {role: ServiceProcess(role, self.env, log_dir) for role in ROLES}
+        ports = ports or {}
+        unknown = set(ports) - set(ROLES)
+        if unknown:
+            raise ValueError(f"ports for unknown roles {sorted(unknown)}; the roles are {ROLES}")
+        self.services = {
+            role: ServiceProcess(role, self.env, log_dir, port=ports.get(role)) for role in ROLES
+        }
 
     def __getitem__(self, role: str) -> ServiceProcess:
         return self.services[role]
@@ -125,7 +150,7 @@ class Stack:
 
     def stop(self) -> None:
         for service in self.services.values():
-            with contextlib.suppress(AssertionError):
+            with contextlib.suppress(ServiceError):
                 service.stop()
 
     def logs(self) -> str:
@@ -151,7 +176,7 @@ def post_events(url: str, events: list[dict[str, Any]], *, batch: int = 1000) ->
                 accepted += r.json()["accepted"]
                 break
             else:
-                raise AssertionError(f"batch at {start} never accepted")
+                raise ServiceError(f"{url}: batch at {start} never accepted")
     return accepted
 
 
@@ -164,7 +189,11 @@ def local_stack(
     partitions: int = 4,
 ) -> Iterator[Stack]:
     """Kafka, Redis and PostgreSQL on free ports, then the four services against them;
-    everything is stopped and its data removed on exit (``make run-stack``, benchmarks)."""
+    everything is stopped and its data removed on exit (``make run-stack``, benchmarks).
+
+    The services get the ``ports`` given per role (``make run-stack`` passes
+    :data:`README_PORTS`) and free ports otherwise, so a benchmark does not collide with an
+    engine already running on the usual ones."""
     with KafkaServer() as kafka, RedisServer() as redis_server, PostgresServer() as postgres:
         stack_env = {
             "RECO_KAFKA_BOOTSTRAP": kafka.bootstrap,
@@ -173,12 +202,7 @@ def local_stack(
             "RECO_DATABASE_URL": postgres.url,
             **(env or {}),
         }
-        stack = Stack(stack_env, log_dir)
-        for role, port in (ports or {}).items():
-            service = stack[role]
-            service.port = port
-            service.url = f"http://127.0.0.1:{port}"
-            service.env["RECO_PORT"] = str(port)
+        stack = Stack(stack_env, log_dir, ports=ports)
         try:
             yield stack.start()
         finally:

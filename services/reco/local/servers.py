@@ -1,17 +1,20 @@
-"""Real Kafka, Redis and PostgreSQL servers for the test suite, on 127.0.0.1 and free ports.
+"""Real Kafka, Redis and PostgreSQL servers on 127.0.0.1 and free ports, for development,
+benchmarks and tests.
 
 Nothing here is a mock: each class starts the real server binary in its own temp directory,
 waits until it answers, and can be stopped, killed and started again on the same data
 directory and ports, so tests can restart a dependency in the middle of a stream.
 
-Binaries come from the scripts in ``tools/`` (Kafka jars from Maven Central, Redis and
-PostgreSQL from Debian), which install what is missing on a fresh machine and are no-ops
-afterwards. When something cannot be installed, a :class:`ServerError` says what is missing;
-nothing is skipped silently.
+Binaries come from the scripts in the repository's ``tools/`` (Kafka jars from Maven
+Central, Redis and PostgreSQL from Debian), which install what is missing on a fresh machine
+and are no-ops afterwards. The scripts are found next to this package in a checkout (an
+editable install); an engine installed without the repository has none, and starting a
+server says so. When something cannot be installed, a :class:`ServerError` says what is
+missing; nothing is skipped silently.
 
 Every server is a direct child of the Python process that started it: it is reaped when it
 exits, and it dies with that process (``PR_SET_PDEATHSIG``, plus an ``atexit`` hook that
-stops servers still running), so a crashed test run leaves nothing behind. Start servers
+stops servers still running), so a crashed run leaves nothing behind. Start servers
 from the main thread, since the kernel ties that signal to the thread that started them.
 """
 
@@ -39,19 +42,41 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self
 
+from reco.local.exceptions import ServerError
+
 if TYPE_CHECKING:
     from confluent_kafka.admin import AdminClient
 
+__all__ = [
+    "LOOPBACK",
+    "KafkaServer",
+    "PostgresServer",
+    "RedisServer",
+    "ServerError",
+    "free_port",
+    "free_ports",
+    "tools_dir",
+]
+
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TOOLS_DIR = REPO_ROOT / "tools"
+# services/reco/local/servers.py -> the repository root, in a checkout.
+REPO_ROOT = Path(__file__).resolve().parents[3]
 LOOPBACK = "127.0.0.1"
 KEEP_DIRS_ENV = "RECO_KEEP_SERVER_DIRS"
 
 
-class ServerError(RuntimeError):
-    """A test server could not be installed, started or stopped."""
+def tools_dir() -> Path:
+    """The repository's ``tools/`` with the install scripts, or a :class:`ServerError` that
+    says to run from a checkout when the engine was installed without one."""
+    tools = REPO_ROOT / "tools"
+    if not (tools / "install-kafka.sh").is_file() or not (tools / "install-services.sh").is_file():
+        raise ServerError(
+            f"the local servers are installed by the tools/ scripts of a reco-engine checkout, "
+            f"and there is none at {REPO_ROOT} (this engine was installed without its "
+            f"repository): clone the repository, `pip install -e .` it, and run from there"
+        )
+    return tools
 
 
 def free_port() -> int:
@@ -91,7 +116,7 @@ def _run_tool(args: list[str], what: str) -> str:
 def kafka_libs() -> Path:
     """Directory of the Kafka broker jars, fetched into the cache on first use."""
     started = time.monotonic()
-    out = _run_tool(["bash", str(TOOLS_DIR / "install-kafka.sh")], "the Kafka broker jars")
+    out = _run_tool(["bash", str(tools_dir() / "install-kafka.sh")], "the Kafka broker jars")
     libs = Path(out.strip().splitlines()[-1])
     if not libs.is_dir():
         raise ServerError(f"install-kafka.sh printed {libs}, which is not a directory")
@@ -102,7 +127,7 @@ def kafka_libs() -> Path:
 @functools.cache
 def _service_paths(component: str) -> dict[str, str]:
     out = _run_tool(
-        ["bash", str(TOOLS_DIR / "install-services.sh"), component], f"the {component} server"
+        ["bash", str(tools_dir() / "install-services.sh"), component], f"the {component} server"
     )
     pairs = (line.split("=", 1) for line in out.splitlines() if "=" in line)
     return dict(pairs)
@@ -214,9 +239,11 @@ class _Server:
             return self
         started = time.monotonic()
         self._prepare()
+        # Before the log is opened: finding the binary may fail, and would leak the handle.
+        command = self._command()
         self._output = self.log_path.open("ab")
         self._proc = subprocess.Popen(
-            self._command(),
+            command,
             stdin=subprocess.DEVNULL,
             stdout=self._output,
             stderr=subprocess.STDOUT,
@@ -561,15 +588,16 @@ class PostgresServer(_Server):
     """A PostgreSQL cluster of its own: ``initdb`` in a temp dir, ``postgres`` on a free port.
 
     The postmaster runs as a direct child (not daemonised by ``pg_ctl start``) so that it is
-    reaped when it exits and dies with the test process: on machines whose init does not reap
-    orphans, a daemonised postmaster turns into a zombie whose pid keeps the lock files
-    "in use" and blocks a restart. Stopping sends SIGINT, which is ``pg_ctl stop -m fast``.
+    reaped when it exits and dies with the process that started it: on machines whose init
+    does not reap orphans, a daemonised postmaster turns into a zombie whose pid keeps the
+    lock files "in use" and blocks a restart. Stopping sends SIGINT, which is
+    ``pg_ctl stop -m fast``.
 
-    ``initdb`` refuses to run as root, so when the tests run as root the cluster belongs to
+    ``initdb`` refuses to run as root, so when started by root the cluster belongs to
     an unprivileged OS user (``postgres``, made by Debian's package, else ``nobody``) and
     ``initdb``/``postgres`` run as that user. Authentication is ``trust`` for the superuser
     ``reco``. ``fsync`` is off: data must survive a server restart or kill, not a machine
-    crash, and tests run faster. ``synchronous_commit`` stays on, since with it off a
+    crash, and it starts and writes faster. ``synchronous_commit`` stays on, since with it off a
     committed row can still sit in shared memory when ``kill()`` strikes.
     """
 
@@ -682,7 +710,7 @@ class PostgresServer(_Server):
             "max_connections": "100",
         }
         with (self.data_dir / "postgresql.conf").open("a") as conf:
-            conf.write("\n# reco-engine test server\n")
+            conf.write("\n# reco-engine local server\n")
             conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
 
     def _owner_options(self) -> dict[str, Any]:
@@ -729,7 +757,7 @@ def _unprivileged_user() -> pwd.struct_passwd:
             continue
     raise ServerError(
         "running as root, and PostgreSQL's initdb refuses root: create an unprivileged "
-        "'postgres' user (Debian's postgresql package does) or run the tests as non-root"
+        "'postgres' user (Debian's postgresql package does) or run as a non-root user"
     )
 
 
