@@ -13,6 +13,7 @@ from reco import __version__, tracing
 from reco.exceptions import BackendUnavailable
 from reco.metrics import Metrics
 from reco.settings import HttpSettings
+from reco.web.docs import install_docs
 from reco.web.probes import ReadinessCheck, probes_router
 from reco.web.security import AccessPolicy, RateLimiter
 
@@ -35,12 +36,15 @@ def base_app(
         version=__version__,
         description=description,
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves them, without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.access = AccessPolicy(tuple(settings.api_keys), tuple(settings.read_api_keys))
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s)
     app.include_router(probes_router(checks, metrics.registry))
+    install_docs(app)
     app.add_exception_handler(BackendUnavailable, _backend_unavailable)
     tracing.setup(app, settings, role)
     return app
