@@ -14,17 +14,36 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 from reco.exceptions import RecoError
+from reco.validation import echo, format_validation_error
 
 MAX_ID_LENGTH = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What _check_id accepts, for the schema only: clients and fuzzers read it there, while the
+# check itself stays in Python (pydantic's regex engine would differ on what is a space).
+_ID_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+TIMESTAMP_HELP = (
+    "must be Unix epoch seconds (a number >= 0) or an RFC 3339 date-time with a time zone"
+)
+# Before 2000 no event of a shop is plausible: a value that lands there once divided by
+# 1000 was not sent in milliseconds (year 9999 in seconds is 1978 in milliseconds).
+_PLAUSIBLE_SINCE = 946_684_800.0
+_UNITS = (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9))
 
 
 def _check_id(value: str) -> str:
@@ -36,7 +55,25 @@ def _check_id(value: str) -> str:
 
 
 Identifier = Annotated[
-    str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_check_id)
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra={"pattern": _ID_PATTERN}),
+    AfterValidator(_check_id),
+]
+
+
+def _one_timestamp_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """One plain message for every wrong timestamp, instead of one per branch of the union
+    (``timestamp.constrained-float: ...; timestamp.str: ...``)."""
+    if isinstance(value, bool):  # JSON true is not 1.0 seconds
+        raise ValueError(f"{TIMESTAMP_HELP}, got {echo(value).lower()}")
+    try:
+        return handler(value)
+    except ValidationError:
+        raise ValueError(f"{TIMESTAMP_HELP}, got {echo(value)}") from None
+
+
+Timestamp = Annotated[
+    Annotated[float, Field(ge=0)] | str | None, WrapValidator(_one_timestamp_error)
 ]
 
 
@@ -49,7 +86,7 @@ class EventIn(BaseModel):
     item_id: Identifier
     type: Annotated[str, Field(pattern=EVENT_TYPE_PATTERN)]
     event_id: Identifier | None = None
-    timestamp: Annotated[float, Field(ge=0)] | str | None = Field(
+    timestamp: Timestamp = Field(
         None, description="RFC 3339 or Unix epoch seconds; server time when absent."
     )
     session_id: Identifier | None = None
@@ -110,15 +147,6 @@ class Event:
             raise InvalidEvent(f"undecodable event record: {exc}") from exc
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem, each naming the field: ``item_id: String should have ...``."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "event"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
-
-
 class EventValidator:
     """Turns raw JSON values into ``Event``s under the engine's settings."""
 
@@ -145,9 +173,9 @@ class EventValidator:
             )
         ts = _epoch(wire.timestamp, now)
         if ts > now + self._skew:
-            hint = " (it looks like milliseconds; send seconds)" if ts > now * 100 else ""
             raise InvalidEvent(
-                f"timestamp: {ts:.0f} is more than {self._skew:.0f} s in the future{hint}"
+                f"timestamp: {_when(ts)} is more than {self._skew:.0f} s in the future"
+                f"{_unit_hint(ts, now + self._skew)}; send when the event happened"
             )
         return Event(
             event_id=wire.event_id or uuid.uuid4().hex,
@@ -165,23 +193,43 @@ class EventValidator:
 def _epoch(value: float | str | None, now: float) -> float:
     if value is None:
         return now
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return _rfc3339(str(value))
-    if not math.isfinite(value) or value < 0:
-        raise InvalidEvent("timestamp: must be a finite number of seconds >= 0")
-    return float(value)
+    seconds = _seconds(value) if isinstance(value, str) else value
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidEvent(f"timestamp: {TIMESTAMP_HELP}, got {echo(value)}")
+    return float(seconds)
+
+
+def _seconds(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return _rfc3339(value)
+
+
+def _when(ts: float) -> str:
+    """Seconds as a message shows them: with their date when they have one."""
+    try:
+        date = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):  # past year 9999
+        return echo(ts)
+    return f"{echo(ts)} ({date})"
+
+
+def _unit_hint(ts: float, latest: float) -> str:
+    """Name the unit the client probably sent, when ``ts`` in it is a plausible time."""
+    for unit, per_second in _UNITS:
+        if _PLAUSIBLE_SINCE <= ts / per_second <= latest:
+            return f" (it looks like {unit}: send seconds)"
+    return ""
 
 
 def _rfc3339(value: str) -> float:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidEvent(
-            f"timestamp: {value[:40]!r} is neither RFC 3339 nor Unix epoch seconds"
-        ) from None
+        raise InvalidEvent(f"timestamp: {TIMESTAMP_HELP}, got {echo(value)}") from None
     if parsed.tzinfo is None:
-        raise InvalidEvent("timestamp: an RFC 3339 timestamp needs a time zone (Z or +hh:mm)")
+        raise InvalidEvent(
+            f"timestamp: {echo(value)} has no time zone; add one (Z or +hh:mm) as RFC 3339 asks"
+        )
     return parsed.timestamp()

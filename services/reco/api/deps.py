@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query, Request, status
-from pydantic import BaseModel, Field, model_validator
+from fastapi import Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from reco.api.service import Recommender
 from reco.events import MAX_ID_LENGTH
@@ -56,15 +57,13 @@ class RuleQuery(BaseModel):
         description="Items to leave out, e.g. those the page already shows (repeat the parameter).",
     )
 
-    @model_validator(mode="after")
-    def _price_range(self) -> RuleQuery:
-        if (
-            self.min_price is not None
-            and self.max_price is not None
-            and self.min_price > self.max_price
-        ):
-            raise ValueError("min_price must not exceed max_price")
-        return self
+    @field_validator("max_price")
+    @classmethod
+    def _price_range(cls, value: float | None, info: ValidationInfo) -> float | None:
+        low = info.data.get("min_price")
+        if value is not None and low is not None and low > value:
+            raise ValueError(f"must be at least min_price ({value:g} < {low:g})")
+        return value
 
     def options(self) -> RuleOptions:
         return RuleOptions(**(self.model_dump() | {"exclude": frozenset(self.exclude)}))
@@ -79,7 +78,13 @@ RulesDep = Annotated[RuleOptions, Depends(rule_options)]
 
 def one_subject(user_id: str | None, session_id: str | None) -> None:
     if (user_id is None) == (session_id is None):
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "give exactly one of user_id and session_id",
+        field = "session_id" if user_id is not None else "user_id"
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", field),
+                    "msg": "give exactly one of user_id and session_id",
+                }
+            ]
         )

@@ -13,6 +13,7 @@ from reco.events import EventIn, InvalidEvent
 from reco.exceptions import BackendUnavailable
 from reco.ingest.service import BatchTooLarge, IngestService
 from reco.web.body import read_json
+from reco.web.errors import error_responses
 from reco.web.security import require_write
 
 router = APIRouter(tags=["events"])
@@ -31,6 +32,13 @@ class IngestResponse(BaseModel):
     event_ids: list[str]
 
 
+class IngestRejected(IngestResponse):
+    """The 422 when no event is valid: the 202's fields, so a client reads one shape, and
+    ``detail`` as in every other error body."""
+
+    detail: str
+
+
 async def get_ingest(request: Request) -> IngestService:
     service: IngestService = request.app.state.ingest
     return service
@@ -47,7 +55,12 @@ _BODY_SCHEMA: dict[str, Any] = {
         "required": True,
         "content": {
             "application/json": {
-                "schema": {"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA}]}
+                "schema": {
+                    "oneOf": [
+                        _EVENT_SCHEMA,
+                        {"type": "array", "items": _EVENT_SCHEMA, "minItems": 1},
+                    ]
+                }
             }
         },
     }
@@ -66,10 +79,12 @@ _BODY_SCHEMA: dict[str, Any] = {
     ),
     openapi_extra=_BODY_SCHEMA,
     dependencies=[Depends(require_write)],
-    responses={
-        401: {"description": "API key missing or not valid"},
-        413: {"description": "Body or batch over the limit"},
-        503: {"description": "Event log unavailable; retry after Retry-After seconds"},
+    responses=error_responses(400, 401, 403, 413, 429, 503)
+    | {
+        422: {
+            "model": IngestRejected,
+            "description": "No event is valid: each rejection names its index and why",
+        }
     },
 )
 async def post_events(
@@ -83,7 +98,7 @@ async def post_events(
     except BatchTooLarge as exc:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, str(exc)) from None
     except InvalidEvent as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        return _none_valid(str(exc), [])
     try:
         result = await run_in_threadpool(ingest.produce, events, rejected)
     except BackendUnavailable as exc:
@@ -92,11 +107,13 @@ async def post_events(
             f"events not stored, send them again: {exc}",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         ) from None
-    payload = {
-        "accepted": result.accepted,
-        "rejected": result.rejected,
-        "event_ids": result.event_ids,
-    }
     if result.accepted == 0:
-        return JSONResponse(payload, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-    return payload
+        return _none_valid(
+            f"no event is valid ({len(rejected)} rejected): each rejection says why", rejected
+        )
+    return {"accepted": result.accepted, "rejected": result.rejected, "event_ids": result.event_ids}
+
+
+def _none_valid(detail: str, rejected: list[dict[str, Any]]) -> JSONResponse:
+    body = {"accepted": 0, "rejected": rejected, "event_ids": [], "detail": detail}
+    return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)

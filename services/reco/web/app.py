@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from reco import __version__, tracing
-from reco.exceptions import BackendUnavailable
 from reco.metrics import Metrics
 from reco.settings import HttpSettings
 from reco.web.docs import install_docs
+from reco.web.errors import install_error_handlers
 from reco.web.probes import ReadinessCheck, probes_router
 from reco.web.security import AccessPolicy, RateLimiter
-
-log = logging.getLogger(__name__)
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -45,16 +41,6 @@ def base_app(
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s)
     app.include_router(probes_router(checks, metrics.registry))
     install_docs(app)
-    app.add_exception_handler(BackendUnavailable, _backend_unavailable)
+    install_error_handlers(app)
     tracing.setup(app, settings, role)
     return app
-
-
-async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """A backend that does not answer is the client's cue to retry, not a 500."""
-    log.warning("%s %s: backend unavailable: %s", request.method, request.url.path, exc)
-    return JSONResponse(
-        {"detail": f"a backend is unavailable, retry shortly: {exc}"},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": "1"},
-    )

@@ -6,23 +6,29 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
 from reco.api.deps import CatalogDep, Count, RecommenderDep, RulesDep
 from reco.api.schemas import ItemOut, ItemsUpserted, RecommendationsOut
 from reco.catalog import ItemIn
-from reco.events import MAX_ID_LENGTH, format_validation_error
+from reco.events import MAX_ID_LENGTH
+from reco.validation import echo
 from reco.web.body import read_json
+from reco.web.errors import READ_ERRORS, WRITE_ERRORS, error_responses
 from reco.web.security import require_read, require_write
 
 router = APIRouter(tags=["items"])
 
 ItemId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
-_ITEMS = TypeAdapter(ItemIn | list[ItemIn])
+# A list and an object are told apart by hand: validating the union would name its
+# branches in every message ("list[ItemIn].1.price").
+_BATCH = TypeAdapter(list[ItemIn])
+_ONE_OR_BATCH = TypeAdapter(ItemIn | list[ItemIn])
 _BODY_SCHEMA: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": _ITEMS.json_schema()}},
+        "content": {"application/json": {"schema": _ONE_OR_BATCH.json_schema()}},
     }
 }
 
@@ -34,6 +40,7 @@ _BODY_SCHEMA: dict[str, Any] = {
     description="Fields left out keep their stored value. The batch is all or nothing.",
     openapi_extra=_BODY_SCHEMA,
     dependencies=[Depends(require_write)],
+    responses=error_responses(*WRITE_ERRORS),
 )
 async def put_items(request: Request, catalog: CatalogDep) -> ItemsUpserted:
     settings = request.app.state.settings
@@ -44,17 +51,23 @@ async def put_items(request: Request, catalog: CatalogDep) -> ItemsUpserted:
             f"the batch has {len(body)} items; the limit is {settings.max_batch_events} "
             "(RECO_MAX_BATCH_EVENTS): split it",
         )
-    try:
-        parsed = _ITEMS.validate_python(body)
-    except ValidationError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, format_validation_error(exc)
-        ) from None
-    updates = parsed if isinstance(parsed, list) else [parsed]
+    updates = _parse_items(body)
     if not updates:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the batch is empty")
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "the batch is empty; send at least one item"
+        )
     stored = await run_in_threadpool(catalog.upsert, updates)
     return ItemsUpserted(upserted=len(stored), items=[ItemOut(**i.to_dict()) for i in stored])
+
+
+def _parse_items(body: Any) -> list[ItemIn]:
+    try:
+        if isinstance(body, list):
+            return _BATCH.validate_python(body)
+        return [ItemIn.model_validate(body)]
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in errors]) from None
 
 
 @router.get(
@@ -62,11 +75,15 @@ async def put_items(request: Request, catalog: CatalogDep) -> ItemsUpserted:
     response_model=ItemOut,
     summary="One catalog item",
     dependencies=[Depends(require_read)],
+    responses=error_responses(*READ_ERRORS, 404),
 )
 async def get_item(item_id: ItemId, catalog: CatalogDep) -> ItemOut:
     item = catalog.get(item_id)
     if item is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"item {item_id!r} is not in the catalog")
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"item {echo(item_id)} is not in the catalog; PUT /items adds it",
+        )
     return ItemOut(**item.to_dict())
 
 
@@ -76,6 +93,7 @@ async def get_item(item_id: ItemId, catalog: CatalogDep) -> ItemOut:
     summary="Items related to one item",
     description="Co-viewed and next-viewed items; popular items of its category when cold.",
     dependencies=[Depends(require_read)],
+    responses=error_responses(*READ_ERRORS),
 )
 async def get_similar(
     item_id: ItemId, recommender: RecommenderDep, rules: RulesDep, count: Count = 10

@@ -6,9 +6,14 @@ from fastapi import APIRouter, Depends
 
 from reco.api.deps import Count, RecommenderDep, RulesDep
 from reco.api.schemas import RecommendationsOut
+from reco.web.errors import READ_ERRORS, error_responses
 from reco.web.security import require_read
 
-router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_read)])
+router = APIRouter(
+    tags=["recommendations"],
+    dependencies=[Depends(require_read)],
+    responses=error_responses(*READ_ERRORS),
+)
 
 
 @router.get(

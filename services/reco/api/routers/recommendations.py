@@ -9,9 +9,14 @@ from fastapi import APIRouter, Depends, Query
 from reco.api.deps import Count, RecommenderDep, RulesDep, one_subject
 from reco.api.schemas import RecommendationsOut
 from reco.events import MAX_ID_LENGTH
+from reco.web.errors import READ_ERRORS, error_responses
 from reco.web.security import require_read
 
-router = APIRouter(tags=["recommendations"], dependencies=[Depends(require_read)])
+router = APIRouter(
+    tags=["recommendations"],
+    dependencies=[Depends(require_read)],
+    responses=error_responses(*READ_ERRORS),
+)
 
 Subject = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH)]
 
