@@ -33,6 +33,8 @@ from typing import Any, Literal
 # Run as a script, the repository root (which holds ``tools``) is not on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tools.dataset_paths import HELP as DATA_HELP
+from tools.dataset_paths import require_dir
 from tools.tune import (
     DATA_DIR,
     DATASETS,
@@ -252,7 +254,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR, help=DATA_HELP)
     p.add_argument("--inner-folds", type=int, default=4)
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--als-grid", action="store_true", help="search ALS's own settings")
@@ -263,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.report:
         print(table(json.loads(args.report.read_text())))
         return
+    args.data_dir = require_dir(p, args.data_dir)
     started = time.perf_counter()
     result = als_grid(args) if args.als_grid else study(args)
     result["elapsed_s"] = round(time.perf_counter() - started, 1)

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Every dataset of ../shared/data through `reco eval`, with the engine's current defaults and
-# the reference baselines in the same run: the figures of docs/evaluation.md.
-#   bash tools/eval-all.sh [OUT_DIR]     (default: eval-results/; ~5 min on 2 cores)
+# Every dataset through `reco eval`, with the engine's current defaults and the reference
+# baselines in the same run: the figures of docs/evaluation.md.
+#   RECO_DATASETS=DIR bash tools/eval-all.sh [OUT_DIR]   (default: eval-results/; ~5 min on 2 cores)
+# DIR holds the datasets, one folder each (docs/datasets.md says how to get them); without
+# RECO_DATASETS, ../shared/data beside the checkout is used if it exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${RECO_DATA:-../shared/data}
+DATA=${RECO_DATASETS:-../shared/data}
+if [[ ! -d $DATA ]]; then
+  echo "no datasets in $DATA: set RECO_DATASETS (docs/datasets.md says how to get them)" >&2
+  exit 2
+fi
 OUT=${1:-eval-results}
 RECO=.venv/bin/reco
 mkdir -p "$OUT"

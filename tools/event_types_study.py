@@ -19,6 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+# Run as a script, the repository root (which holds ``tools``) is not on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.dataset_paths import HELP as DATA_HELP
+from tools.dataset_paths import default_dir, require_dir
+
 from reco.evaluation.baselines import BASELINES
 from reco.evaluation.data import load
 from reco.evaluation.engine import EngineSystem
@@ -29,7 +35,6 @@ from reco.evaluation.runner import embedding_params
 from reco.evaluation.systems import System
 from reco.settings import EngineSettings
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIGURES = (("HR", 5), ("HR", 20), ("MRR", 20))
 PAIRED = (("HR", 20), ("MRR", 20))
 RESAMPLES = 2000
@@ -155,13 +160,14 @@ def table(data_dir: Path, study: Study) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("studies", nargs="*", help=f"some of {', '.join(STUDIES)} (default all)")
-    parser.add_argument("--data", type=Path, default=DATA, help=f"default {DATA}")
+    parser.add_argument("--data", type=Path, default=default_dir(), help=DATA_HELP)
     args = parser.parse_args()
+    data = require_dir(parser, args.data)
     unknown = set(args.studies) - set(STUDIES)
     if unknown:
         parser.error(f"unknown studies {', '.join(sorted(unknown))}")
     for name in args.studies or STUDIES:
-        print(table(args.data, STUDIES[name]))
+        print(table(data, STUDIES[name]))
 
 
 if __name__ == "__main__":

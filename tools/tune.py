@@ -1,6 +1,6 @@
 """Search the engine's defaults on an inner split of the training part; ablate each signal.
 
-Choosing never looks at a dataset's test part (``../shared/EVALUATION.md`` §1.2). The
+Choosing never looks at a dataset's test part (``docs/evaluation-protocol.md`` §1.2). The
 training part ``T`` of the normal split is split again by its own last ``--inner-days`` days
 into inner-train / inner-test (:func:`inner_folds`); further folds first cut ``T`` back by its
 last sessions, so that more inner predictions make a comparison less noisy. For MovieLens
@@ -34,6 +34,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+# Run as a script, the repository root (which holds ``tools``) is not on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.dataset_paths import HELP as DATA_HELP
+from tools.dataset_paths import default_dir, require_dir
+
 from reco.adapters.memory_features import MemoryFeatureStore
 from reco.embeddings.training import TrainParams
 from reco.evaluation.data import NextData, UserData, load, next_data, split_by_days, user_data
@@ -46,7 +52,7 @@ from reco.events import Event
 from reco.settings import EngineSettings
 
 KMAX = 20
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA_DIR = default_dir()
 DAY = 86400.0
 Point = dict[str, float]
 STARTED = time.perf_counter()
@@ -94,7 +100,7 @@ class Dataset:
         split = (
             "--protocol user" if self.split_days is None else f"--split-days {self.split_days:g}"
         )
-        return f"reco eval --train ../shared/data/{self.file} --format {self.fmt} {split}"
+        return f"reco eval --train $RECO_DATASETS/{self.file} --format {self.fmt} {split}"
 
 
 DATASETS = {
@@ -761,7 +767,7 @@ def search_movielens(args: argparse.Namespace, base: EngineSettings) -> SearchRe
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR, help=DATA_HELP)
     p.add_argument("--inner-days", type=float, default=7.0, help="Diginetica inner test days")
     p.add_argument("--inner-folds", type=int, default=4, help="inner splits, each earlier")
     p.add_argument("--passes", type=int, default=2, help="Diginetica coordinate-search passes")
@@ -774,7 +780,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--plot", type=Path, help="draw the ablation to this PNG")
     p.add_argument("--markdown", type=Path, help="also write the markdown tables here")
     p.add_argument("--report", type=Path, help="only redraw tables and plot from a --json file")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.report:
+        args.data_dir = require_dir(p, args.data_dir)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,8 +1,8 @@
-"""The dataset readers against the real files in shared/data and small files written here.
+"""The dataset readers against the real dataset files and small files written here.
 
-Expected counts come from each dataset's SOURCE.md. The shared files are looked up in
-``$RECO_SHARED_DATA`` or ``<repo>/../shared/data``; tests that need them skip, saying where
-they looked, when they are absent.
+Expected counts come from each dataset's source (docs/datasets.md). The files are looked up
+in ``$RECO_DATASETS`` or, without it, ``<repo>/../shared/data``; tests that need them skip,
+saying where they looked, when they are absent.
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ REAL_FILES = {"diginetica": DIGINETICA, "movielens": MOVIELENS, "taobao": TAOBAO
 
 
 def shared_data() -> Path:
-    configured = os.environ.get("RECO_SHARED_DATA")
+    configured = os.environ.get("RECO_DATASETS")
     return Path(configured) if configured else REPO.parent / "shared" / "data"
 
 
 def shared_file(relative: str) -> Path:
     path = shared_data() / relative
     if not path.is_file():
-        pytest.skip(f"{path} is absent: put the shared datasets there or set RECO_SHARED_DATA")
+        pytest.skip(f"{path} is absent: set RECO_DATASETS (docs/datasets.md)")
     return path
 
 
