@@ -24,7 +24,7 @@ from reco.api.models import ModelHolder, serve_models
 from reco.ingest import IngestService
 from reco.ingest import router as ingest_router
 from reco.loop import BatchLoop
-from reco.metrics import Metrics
+from reco.metrics import EmbeddedMetrics
 from reco.processor import Processor
 from reco.settings import EmbeddedSettings
 from reco.web.app import base_app
@@ -39,7 +39,7 @@ class EmbeddedEngine:
     """The backends and the processor of one data directory, opened and closed together."""
 
     settings: EmbeddedSettings
-    metrics: Metrics
+    metrics: EmbeddedMetrics
     event_log: SqliteEventLog
     producer: SqliteProducer
     consumer: SqliteConsumer
@@ -50,8 +50,10 @@ class EmbeddedEngine:
     _warmed: bool = field(default=False, init=False)
 
     @classmethod
-    def open(cls, settings: EmbeddedSettings, metrics: Metrics | None = None) -> EmbeddedEngine:
-        metrics = metrics or Metrics()
+    def open(
+        cls, settings: EmbeddedSettings, metrics: EmbeddedMetrics | None = None
+    ) -> EmbeddedEngine:
+        metrics = metrics or EmbeddedMetrics()
         data = Path(settings.data_dir)
         event_log = SqliteEventLog(data / "events.db")
         consumer = event_log.consumer(PROCESSOR_GROUP)
@@ -74,7 +76,12 @@ class EmbeddedEngine:
             catalog=catalog,
             models=SqliteModelStore(data / "models.db"),
             processor=BatchLoop(
-                processor, batch_size=settings.processor_batch, name="reco-processor"
+                processor,
+                batch_size=settings.processor_batch,
+                name="reco-processor",
+                group=PROCESSOR_GROUP,
+                metrics=metrics,
+                watchdog_s=settings.watchdog_s,
             ),
         )
 
@@ -90,6 +97,10 @@ class EmbeddedEngine:
         self.models.close()
         self.store.close()
 
+    def moving(self) -> bool:
+        """The processor thread runs and is not stalled (the liveness check)."""
+        return self.processor.alive and not self.processor.stalled()
+
     def ready(self) -> bool:
         if not (self.processor.alive and self.processor.wait_caught_up(0)):
             return False
@@ -104,7 +115,7 @@ class EmbeddedEngine:
 def create_app(settings: EmbeddedSettings, engine: EmbeddedEngine | None = None) -> FastAPI:
     """The embedded app. Pass ``engine`` to share one opened engine (tests, benchmarks);
     otherwise the app opens one from ``settings`` at startup and closes it at shutdown."""
-    metrics = engine.metrics if engine is not None else Metrics()
+    metrics = engine.metrics if engine is not None else EmbeddedMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -137,6 +148,7 @@ def create_app(settings: EmbeddedSettings, engine: EmbeddedEngine | None = None)
             "catalog": lambda: engine_of().catalog.ready(),
             "features": lambda: engine_of().ready(),
         },
+        live_checks={"processor": lambda: engine_of().moving()},
         lifespan=lifespan,
         description="Real-time recommendations: events in, recommendations out (embedded mode).",
     )

@@ -29,6 +29,16 @@ class Record:
     value: bytes
 
 
+def span_of(records: Sequence[Record]) -> str:
+    """Where a batch sits in the log, for messages: ``partition 0 offsets 10-19, ...``."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for r in records:
+        first.setdefault(r.partition, r.offset)
+        last[r.partition] = r.offset
+    return ", ".join(f"partition {p} offsets {first[p]}-{last[p]}" for p in sorted(first))
+
+
 @runtime_checkable
 class EventProducer(Protocol):
     def produce(self, events: Sequence[Event]) -> None:

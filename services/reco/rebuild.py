@@ -13,10 +13,10 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from reco.adapters.factory import open_catalog, open_feature_store
-from reco.metrics import Metrics
+from reco.adapters.factory import open_catalog
+from reco.metrics import ProcessorMetrics
 from reco.processor import Processor
-from reco.services.common import ensure_event_topic, open_consumer
+from reco.services.common import ensure_event_topic, open_consumer, open_store
 from reco.settings import ProcessorSettings
 
 log = logging.getLogger(__name__)
@@ -30,18 +30,19 @@ class RebuildReport:
 
 
 def rebuild(settings: ProcessorSettings, *, assign_timeout_s: float = 60.0) -> RebuildReport:
-    store = open_feature_store(
-        settings.redis_url.get_secret_value(), settings, prefix=settings.redis_prefix
+    store = open_store(settings)
+    catalog = open_catalog(
+        settings.database_url.get_secret_value(), timeout_s=settings.postgres_timeout_s
     )
-    catalog = open_catalog(settings.database_url.get_secret_value())
     group = f"reco-rebuild-{uuid.uuid4().hex[:8]}"
     partitions = ensure_event_topic(settings)
-    consumer = open_consumer(settings, group)
+    metrics = ProcessorMetrics()
+    consumer = open_consumer(settings, group, metrics)
     started = time.perf_counter()
     records = applied = 0
     try:
         store.reset()
-        processor = Processor(consumer, store, catalog, settings, Metrics(), group=group)
+        processor = Processor(consumer, store, catalog, settings, metrics, group=group)
         processor.resume()
         deadline = time.monotonic() + assign_timeout_s
         while True:

@@ -119,6 +119,16 @@ class HttpSettings(EngineSettings):
     log_format: Literal["text", "json"] = "text"
     otel_enabled: bool = Field(False, description="OpenTelemetry tracing (OTLP over HTTP).")
     otel_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    watchdog_s: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "/health/live answers 503 once a consumer loop (processor, archiver, embedded "
+            "mode) has gone this long without applying a batch or finding the log drained, "
+            "so that Kubernetes restarts it. Longer than the slowest batch (a rescale takes "
+            "up to RECO_REDIS_RESCALE_TIMEOUT_S)."
+        ),
+    )
 
     @field_validator("api_keys", "read_api_keys", mode="before")
     @classmethod
@@ -146,6 +156,20 @@ class StackSettings(HttpSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     redis_prefix: str = "reco:"
     database_url: SecretStr = SecretStr("postgresql://reco@127.0.0.1:5432/reco")
+
+    # No call to a backend waits without a bound: a timed-out call is logged, counted
+    # (backend_timeouts_total) and retried, so a backend that stalls shows up as errors
+    # and lag instead of a process that looks alive and does nothing.
+    kafka_timeout_s: float = Field(
+        10.0, gt=0, description="Kafka admin calls, dead-letter writes and closing the client."
+    )
+    redis_timeout_s: float = Field(5.0, gt=0, description="Each Redis call (socket timeout).")
+    redis_rescale_timeout_s: float = Field(
+        60.0, gt=0, description="The rare rewrite of every decayed score when the landmark moves."
+    )
+    postgres_timeout_s: float = Field(
+        10.0, gt=0, description="Connecting to PostgreSQL and each statement (statement_timeout)."
+    )
 
 
 class IngestSettings(StackSettings):

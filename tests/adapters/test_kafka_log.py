@@ -22,7 +22,7 @@ from reco.adapters.sqlite_catalog import SqliteCatalog
 from reco.events import Event
 from reco.exceptions import BackendUnavailable, ConfigError
 from reco.local.servers import KafkaServer
-from reco.metrics import Metrics
+from reco.metrics import ProcessorMetrics
 from reco.processor import Processor
 from reco.settings import EngineSettings
 from tests.adapters.test_event_log import by_partition, make_events, poll_until, read_topic
@@ -284,7 +284,7 @@ def test_a_member_commits_what_the_store_applied_but_a_killed_member_did_not_com
     settings = EngineSettings()
 
     first = consumers()
-    killed = Processor(first, store, catalog, settings, Metrics())
+    killed = Processor(first, store, catalog, settings, ProcessorMetrics())
     killed.resume()
     first.commit = lambda offsets: None  # type: ignore[method-assign]  # the crash window
     wait_until(lambda: killed.run_once(100, 0.2).records == 0 and store.applied_offsets(), 30)
@@ -292,7 +292,7 @@ def test_a_member_commits_what_the_store_applied_but_a_killed_member_did_not_com
     first.close()
 
     second = consumers()
-    metrics = Metrics()
+    metrics = ProcessorMetrics()
     taking_over = Processor(second, store, catalog, settings, metrics)
     taking_over.resume()
     wait_until(lambda: taking_over.run_once(100, 0.2) and second.lag() == {0: 0}, timeout_s=30)

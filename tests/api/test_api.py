@@ -168,7 +168,9 @@ def test_duplicate_event_id_counts_once(client: TestClient) -> None:
 
 
 def test_health_metrics_and_docs(client: TestClient) -> None:
-    assert client.get("/health/live").json() == {"status": "alive"}
+    live = client.get("/health/live")
+    assert live.status_code == 200
+    assert live.json() == {"status": "alive", "checks": {"processor": True}}
     wait_until(lambda: client.get("/health/ready").status_code == 200)
     client.post("/events", json={"user_id": "u", "item_id": "a", "type": "view"})
     client.get("/recommendations", params={"user_id": "u"})
@@ -179,7 +181,7 @@ def test_health_metrics_and_docs(client: TestClient) -> None:
         "events_processed_total",
         "recommendation_latency_seconds_bucket",
         "recommendation_cache_hits_total",
-        "reco_processor_consumer_lag{",
+        "consumer_lag_records{",
     ):
         assert name in metrics
     assert client.get("/docs").status_code == 200

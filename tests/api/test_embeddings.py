@@ -54,9 +54,9 @@ def app_client(data_dir: Path) -> Iterator[TestClient]:
 
 def _model_version(client: TestClient) -> float:
     for line in client.get("/metrics").text.splitlines():
-        if line.startswith("reco_model_version "):
+        if line.startswith("embedding_model_version "):
             return float(line.split()[1])
-    raise AssertionError("reco_model_version not exported")
+    raise AssertionError("embedding_model_version not exported")
 
 
 def _train(data_dir: Path, *extra: str) -> None:
@@ -126,7 +126,7 @@ def test_a_bad_artifact_keeps_the_last_good_model(app_client: TestClient, data_d
 
     def failures() -> float:
         for line in app_client.get("/metrics").text.splitlines():
-            if line.startswith("reco_model_load_failures_total "):
+            if line.startswith("embedding_model_load_failures_total "):
                 return float(line.split()[1])
         return 0.0
 

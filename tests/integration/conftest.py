@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,11 +14,14 @@ import pytest
 from reco.adapters.factory import open_catalog
 from reco.adapters.kafka_consumer import KafkaConsumer
 from reco.adapters.memory_features import MemoryFeatureStore
+from reco.adapters.redis_features import RedisFeatureStore
+from reco.demo import generate
 from reco.local.servers import KafkaServer, RedisServer
 from reco.local.stack import Stack
-from reco.metrics import Metrics
+from reco.metrics import ProcessorMetrics
 from reco.processor import Processor
 from reco.settings import ProcessorSettings
+from tests.conftest import wait_until
 
 PARTITIONS = 4
 # Caps far above what the tests' data reaches: trimming a capped list depends on where
@@ -85,8 +89,6 @@ def topic_end_offsets(env: dict[str, str]) -> dict[int, int]:
 
 def applied_offsets(env: dict[str, str]) -> dict[int, int]:
     """What the processor has applied, as the feature store records it."""
-    from reco.adapters.redis_features import RedisFeatureStore
-
     store = RedisFeatureStore.from_url(env["RECO_REDIS_URL"], prefix=env["RECO_REDIS_PREFIX"])
     try:
         return store.applied_offsets()
@@ -111,7 +113,7 @@ def reference_snapshot(env: dict[str, str]) -> dict[str, Any]:
     group = f"reference-{uuid.uuid4().hex[:8]}"
     consumer = KafkaConsumer(settings.kafka_bootstrap, settings.topic, group)
     try:
-        processor = Processor(consumer, store, catalog, settings, Metrics(), group=group)
+        processor = Processor(consumer, store, catalog, settings, ProcessorMetrics(), group=group)
         processor.resume()
         while True:
             result = processor.run_once(5000, 1.0)
@@ -156,3 +158,40 @@ def _flat(table: dict[str, Any], landmark: float, at: float, half_life: float) -
         else:
             out[key] = value * factor
     return out
+
+
+def redis_snapshot(env: dict[str, str]) -> dict[str, Any]:
+    store = RedisFeatureStore.from_url(env["RECO_REDIS_URL"], prefix=env["RECO_REDIS_PREFIX"])
+    try:
+        return store.snapshot()
+    finally:
+        store.close()
+
+
+def assert_matches_reference(env: dict[str, str], events: int) -> dict[str, Any]:
+    """Redis holds what an uninterrupted processor builds from the whole topic."""
+    expected = reference_snapshot(env)
+    assert sum(expected["offsets"].values()) == events
+    assert_same_features(redis_snapshot(env), expected, ProcessorSettings())
+    return expected
+
+
+def drained(stack: Stack, events: int) -> None:
+    """The feature store has applied every record of every partition (what the topic holds,
+    asked of the broker: the truth, whatever the processor's own metrics say)."""
+    env = stack.env
+    try:
+        wait_until(
+            lambda: applied_offsets(env) == topic_end_offsets(env), timeout_s=180, every_s=0.5
+        )
+    except AssertionError:
+        processor = stack["processor"]
+        raise AssertionError(
+            f"processor not caught up on {events} events: applied {applied_offsets(env)}, "
+            f"topic ends {topic_end_offsets(env)}, "
+            f"lags {processor.samples('consumer_lag_records')}\n{processor.tail(60)}"
+        ) from None
+
+
+def shop_events(users: int, seed: int = 5) -> Any:
+    return generate(seed=seed, users=users, now=time.time() - 60)

@@ -16,70 +16,31 @@ import httpx
 import psycopg
 import pytest
 
-from reco.demo import generate
 from reco.local.servers import KafkaServer, RedisServer
 from reco.local.stack import Stack, post_events
 from reco.settings import ProcessorSettings
 from tests.conftest import wait_until
 from tests.integration.conftest import (
     PARTITIONS,
-    applied_offsets,
+    assert_matches_reference,
     assert_same_features,
-    reference_snapshot,
-    topic_end_offsets,
+    drained,
+    redis_snapshot,
+    shop_events,
 )
 
 pytestmark = pytest.mark.integration
 
 
-def _redis_snapshot(env: dict[str, str]) -> dict[str, Any]:
-    from reco.adapters.redis_features import RedisFeatureStore
-
-    store = RedisFeatureStore.from_url(env["RECO_REDIS_URL"], prefix=env["RECO_REDIS_PREFIX"])
-    try:
-        return store.snapshot()
-    finally:
-        store.close()
-
-
-def _assert_matches_reference(env: dict[str, str], events: int) -> dict[str, Any]:
-    """Redis holds what an uninterrupted processor builds from the whole topic."""
-    expected = reference_snapshot(env)
-    assert sum(expected["offsets"].values()) == events
-    assert_same_features(_redis_snapshot(env), expected, ProcessorSettings())
-    return expected
-
-
-def _drained(stack: Stack, events: int) -> None:
-    """The feature store has applied every record of every partition (what the topic holds,
-    asked of the broker: the truth, whatever the processor's own metrics say)."""
-    env = stack.env
-    try:
-        wait_until(
-            lambda: applied_offsets(env) == topic_end_offsets(env), timeout_s=180, every_s=0.5
-        )
-    except AssertionError:
-        processor = stack["processor"]
-        raise AssertionError(
-            f"processor not caught up on {events} events: applied {applied_offsets(env)}, "
-            f"topic ends {topic_end_offsets(env)}, "
-            f"lags {processor.samples('reco_processor_consumer_lag')}\n{processor.tail(60)}"
-        ) from None
-
-
-def _shop(users: int, seed: int = 5) -> Any:
-    return generate(seed=seed, users=users, now=time.time() - 60)
-
-
 def test_events_in_recommendations_out(stack: Stack, stack_env: dict[str, str]) -> None:
     stack.start()
-    shop = _shop(200)
+    shop = shop_events(200)
     api, ingest = stack["api"].url, stack["ingest"].url
     items = [dict(i, in_stock=True) for i in shop.items]
     items[0]["in_stock"] = False  # a sold-out item must never be recommended
     httpx.put(api + "/items", json=items, timeout=30).raise_for_status()
     assert post_events(ingest, shop.events) == len(shop.events)
-    _drained(stack, len(shop.events))
+    drained(stack, len(shop.events))
     # The exported lag agrees: every partition known and at zero.
     wait_until(lambda: stack["processor"].caught_up(PARTITIONS), timeout_s=30, every_s=0.5)
 
@@ -133,7 +94,7 @@ def test_events_in_recommendations_out(stack: Stack, stack_env: dict[str, str]) 
     version = json.loads(trained.stdout)
     assert version["metrics"]["events"] == len(shop.events) + 1
     wait_until(
-        lambda: stack["api"].metric("reco_model_version") == version["version"], timeout_s=30
+        lambda: stack["api"].metric("embedding_model_version") == version["version"], timeout_s=30
     )
     cold = {"item_id": "running-new-arrival", "title": "New", "category": "running"}
     httpx.put(api + "/items", json=[cold], timeout=30).raise_for_status()
@@ -150,7 +111,7 @@ def test_processor_killed_repeatedly_loses_nothing_counts_nothing_twice(
     stack: Stack, stack_env: dict[str, str]
 ) -> None:
     stack.start("ingest", "processor", "api")
-    shop = _shop(6700, seed=9)  # ~100k events
+    shop = shop_events(6700, seed=9)  # ~100k events
     assert len(shop.events) >= 100_000
     httpx.put(stack["api"].url + "/items", json=shop.items, timeout=60).raise_for_status()
 
@@ -179,16 +140,16 @@ def test_processor_killed_repeatedly_loses_nothing_counts_nothing_twice(
         sent += result[0]
     assert sent == len(shop.events)
     assert kills >= 4
-    _drained(stack, len(shop.events))
+    drained(stack, len(shop.events))
 
-    _assert_matches_reference(stack_env, len(shop.events))
+    assert_matches_reference(stack_env, len(shop.events))
 
 
 def test_kafka_restarted_mid_stream(
     stack: Stack, stack_env: dict[str, str], kafka_server: KafkaServer
 ) -> None:
     stack.start("ingest", "processor", "api")
-    shop = _shop(1500, seed=13)
+    shop = shop_events(1500, seed=13)
     half = len(shop.events) // 2
     assert post_events(stack["ingest"].url, shop.events[:half]) == half
 
@@ -204,30 +165,30 @@ def test_kafka_restarted_mid_stream(
     kafka_server.start()
 
     assert post_events(stack["ingest"].url, shop.events[half:]) == len(shop.events) - half
-    _drained(stack, len(shop.events))
-    _assert_matches_reference(stack_env, len(shop.events))
+    drained(stack, len(shop.events))
+    assert_matches_reference(stack_env, len(shop.events))
 
 
 def test_redis_restarted_mid_stream_then_rebuild(
     stack: Stack, stack_env: dict[str, str], redis_server: RedisServer
 ) -> None:
     stack.start("ingest", "processor", "api")
-    shop = _shop(1500, seed=17)
+    shop = shop_events(1500, seed=17)
     half = len(shop.events) // 2
     assert post_events(stack["ingest"].url, shop.events[:half]) == half
-    _drained(stack, half)
+    drained(stack, half)
 
     redis_server.kill()  # no persistence: every feature is gone
     redis_server.start()
     assert post_events(stack["ingest"].url, shop.events[half:]) == len(shop.events) - half
-    _drained(stack, len(shop.events))
+    drained(stack, len(shop.events))
     # The processor noticed the empty store and rebuilt it from the topic by itself.
     wait_until(
-        lambda: sum(_redis_snapshot(stack_env)["offsets"].values()) == len(shop.events),
+        lambda: sum(redis_snapshot(stack_env)["offsets"].values()) == len(shop.events),
         timeout_s=60,
         every_s=0.5,
     )
-    expected = _assert_matches_reference(stack_env, len(shop.events))
+    expected = assert_matches_reference(stack_env, len(shop.events))
 
     # reco rebuild recomputes the same features from the topic.
     stack["processor"].stop()
@@ -240,4 +201,4 @@ def test_redis_restarted_mid_stream_then_rebuild(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"rebuilt from {len(shop.events)} records" in done.stdout
-    assert_same_features(_redis_snapshot(stack_env), expected, ProcessorSettings())
+    assert_same_features(redis_snapshot(stack_env), expected, ProcessorSettings())

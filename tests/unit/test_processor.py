@@ -12,7 +12,7 @@ from reco.adapters.sqlite_catalog import SqliteCatalog
 from reco.adapters.sqlite_log import SqliteEventLog
 from reco.catalog import ItemIn
 from reco.events import Event
-from reco.metrics import Metrics
+from reco.metrics import ProcessorMetrics
 from reco.ports import Record
 from reco.processor import Processor
 from reco.settings import EngineSettings
@@ -27,7 +27,7 @@ class Rig:
         self.log = SqliteEventLog(tmp / "events.db")
         self.producer = self.log.producer()
         self.catalog = SqliteCatalog(tmp / "catalog.db")
-        self.metrics = Metrics()
+        self.metrics = ProcessorMetrics()
         self.store = MemoryFeatureStore()
         self.consumer = self.log.consumer("g")
         self.processor = self.new_processor(self.store)

@@ -20,8 +20,14 @@ def _scheme(url: str) -> str:
 
 
 def open_feature_store(
-    url: str, settings: EngineSettings, *, prefix: str = "reco:"
+    url: str,
+    settings: EngineSettings,
+    *,
+    prefix: str = "reco:",
+    timeout_s: float = 5.0,
+    rescale_timeout_s: float = 60.0,
 ) -> FeatureStore:
+    """``timeout_s`` bounds each call to a remote store, ``rescale_timeout_s`` the rescale."""
     scheme = _scheme(url)
     caps = {
         "max_related_per_item": settings.max_related_per_item,
@@ -37,11 +43,18 @@ def open_feature_store(
     if scheme in _REDIS:
         from reco.adapters.redis_features import RedisFeatureStore
 
-        return RedisFeatureStore.from_url(url, prefix=prefix, **caps)
+        return RedisFeatureStore.from_url(
+            url,
+            prefix=prefix,
+            socket_timeout_s=timeout_s,
+            rescale_timeout_s=rescale_timeout_s,
+            **caps,
+        )
     raise ConfigError(f"feature store URL scheme {scheme!r}: use memory:// or redis://host:port/db")
 
 
-def open_catalog(url: str) -> Catalog:
+def open_catalog(url: str, *, timeout_s: float | None = None) -> Catalog:
+    """``timeout_s`` bounds each PostgreSQL statement; ``None``: unbounded."""
     scheme = _scheme(url)
     if scheme == "sqlite":
         from reco.adapters.sqlite_catalog import SqliteCatalog
@@ -50,19 +63,19 @@ def open_catalog(url: str) -> Catalog:
     if scheme in _POSTGRES:
         from reco.adapters.postgres_catalog import PostgresCatalog
 
-        return PostgresCatalog.from_url(url)
+        return PostgresCatalog.from_url(url, timeout_s=timeout_s)
     raise ConfigError(f"catalog URL scheme {scheme!r}: use sqlite:///path or postgresql://…")
 
 
-def open_archive(url: str) -> EventArchive:
+def open_archive(url: str, *, timeout_s: float | None = None) -> EventArchive:
     if _scheme(url) in _POSTGRES:
         from reco.adapters.postgres_archive import PostgresArchive
 
-        return PostgresArchive.from_url(url)
+        return PostgresArchive.from_url(url, timeout_s=timeout_s)
     raise ConfigError(f"archive URL scheme {_scheme(url)!r}: use postgresql://…")
 
 
-def open_model_store(url: str) -> ModelStore:
+def open_model_store(url: str, *, timeout_s: float | None = None) -> ModelStore:
     scheme = _scheme(url)
     if scheme == "sqlite":
         from reco.adapters.sqlite_models import SqliteModelStore
@@ -71,5 +84,5 @@ def open_model_store(url: str) -> ModelStore:
     if scheme in _POSTGRES:
         from reco.adapters.postgres_models import PostgresModelStore
 
-        return PostgresModelStore.from_url(url)
+        return PostgresModelStore.from_url(url, timeout_s=timeout_s)
     raise ConfigError(f"model store URL scheme {scheme!r}: use sqlite:///path or postgresql://…")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import (
@@ -44,6 +44,16 @@ _LAG_QUERY_TIMEOUT_S = 1.0
 _DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
 
 
+# A failed commit is sent again no sooner than this: the poll loop runs every few
+# milliseconds, and a coordinator that is away for a while should not get a commit (and
+# the log a warning) each time.
+_COMMIT_RETRY_S = 1.0
+
+
+# librdkafka's ways of saying a request got no answer in time.
+_TIMED_OUT = frozenset({KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT})
+
+
 # Commit errors that only mean this member no longer owns the partitions (a rebalance went
 # on). Nothing is lost: the feature store holds the offsets it applied, and the next owner
 # skips what the store has.
@@ -76,10 +86,12 @@ class KafkaConsumer:
         dead_letter_topic: str | None = None,
         lag_refresh_s: float = 1.0,
         timeout_s: float = 10.0,
+        on_timeout: Callable[[str, str], None] | None = None,
     ) -> None:
         """``config`` adds to or overrides the librdkafka settings (its connection settings
-        also serve the dead-letter producer); ``timeout_s`` bounds commit and dead-letter
-        writes; ``lag_refresh_s`` is how stale ``lag()`` may be."""
+        also serve the dead-letter producer); ``timeout_s`` bounds dead-letter writes and
+        topic creation; ``lag_refresh_s`` is how stale ``lag()`` may be; ``on_timeout``
+        is told ``("kafka", operation)`` of each call that timed out (a metrics counter)."""
         self.topic = topic
         self.group = group
         self.bootstrap = bootstrap
@@ -103,6 +115,7 @@ class KafkaConsumer:
             # that must move; the others keep flowing (no stop-the-world per scale event).
             "partition.assignment.strategy": "cooperative-sticky",
             "error_cb": self._on_error,
+            "on_commit": self._on_commit,
             "logger": log,
             **self._config,
         }
@@ -123,6 +136,10 @@ class KafkaConsumer:
         self._low: dict[int, int] = {}
         self._high: dict[int, int] = {}
         self._lag_at = float("-inf")
+        self._requested: dict[int, int] = {}
+        self._retry: dict[int, int] = {}
+        self._retry_at = 0.0
+        self._on_timeout = on_timeout
         self._fatal: KafkaError | None = None
         self._dead_letters: Producer | None = None
         self._closed = False
@@ -175,7 +192,7 @@ class KafkaConsumer:
 
     def _forget(self, partitions: set[int]) -> None:
         self._assigned -= partitions
-        for known in (self._committed, self._low, self._high):
+        for known in (self._committed, self._low, self._high, self._requested, self._retry):
             for p in partitions:
                 known.pop(p, None)
 
@@ -203,6 +220,8 @@ class KafkaConsumer:
         load, whole fetch responses: batches stay large).
         """
         self._raise_if_fatal()
+        if self._retry and time.monotonic() >= self._retry_at:
+            self._commit_again()
         deadline = time.monotonic() + timeout_s
         records: list[Record] = []
         while len(records) < max_records:
@@ -300,10 +319,20 @@ class KafkaConsumer:
     # -- progress ----------------------------------------------------------------------------
 
     def commit(self, offsets: Mapping[int, int]) -> None:
-        """Commit synchronously, per partition, the offset of the next record to read.
+        """Commit, per partition, the offset of the next record to read; return at once.
 
-        Only partitions this member holds are committed: a partition revoked in the meantime
-        belongs to another member, whose progress must not be overwritten.
+        Asynchronous, because nothing may wait on the broker without a bound and
+        confluent-kafka's synchronous commit has none: with the group coordinator gone
+        (a broker restart) it can wait forever, and the consumer with it. Nothing needs to
+        wait either: the feature store holds the offsets it applied, and the archive is
+        keyed by log position, so a commit that is late or lost only makes a restart read
+        again what the sink skips. The outcome arrives in ``_on_commit`` during a later
+        poll: success moves what ``lag()`` counts from; a failure is logged with the
+        partitions and offsets and committed again at the next poll, unless a newer commit
+        of the partition superseded it.
+
+        Only partitions this member holds are committed: a partition revoked in the
+        meantime belongs to another member, whose progress must not be overwritten.
         """
         mine = {p: o for p, o in offsets.items() if p in self._assigned}
         for p in sorted(set(offsets) - set(mine)):
@@ -316,27 +345,61 @@ class KafkaConsumer:
             )
         if not mine:
             return
+        for p, o in mine.items():
+            self._requested[p] = o
+            self._retry.pop(p, None)
         tps = [TopicPartition(self.topic, p, o) for p, o in sorted(mine.items())]
         try:
-            results = self._consumer.commit(offsets=tps, asynchronous=False)
+            self._consumer.commit(offsets=tps, asynchronous=True)
         except KafkaException as exc:
-            self._commit_failed(mine, error_of(exc), exc)
-            return
-        for tp in results:
-            if tp.error is not None:
-                self._commit_failed({tp.partition: tp.offset}, tp.error, None)
-                continue
-            self._committed[tp.partition] = tp.offset
-            self._start[tp.partition] = tp.offset
+            # Refused before it was sent (no assignment any more, a closed handle).
+            self._commit_failed(mine, error_of(exc))
 
-    def _commit_failed(
-        self, offsets: Mapping[int, int], error: KafkaError | None, exc: Exception | None
-    ) -> None:
+    def _commit_again(self) -> None:
+        retry, self._retry = self._retry, {}
+        log.info(
+            "group %s: committing again %s",
+            self.group,
+            ", ".join(f"{self.topic}[{p}] offset {o}" for p, o in sorted(retry.items())),
+        )
+        self.commit(retry)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """The broker's answer to a ``commit``, served inside ``poll``."""
+        failed: dict[int, int] = {}
+        for tp in partitions:
+            if tp.topic != self.topic:
+                continue
+            if error is None and tp.error is None:
+                self._committed[tp.partition] = tp.offset
+                self._start[tp.partition] = tp.offset
+            else:
+                failed[tp.partition] = tp.offset
+        if failed:
+            first = error or next(tp.error for tp in partitions if tp.error is not None)
+            self._commit_failed(failed, first)
+
+    def _commit_failed(self, offsets: Mapping[int, int], error: KafkaError | None) -> None:
         where = ", ".join(f"{self.topic}[{p}] offset {o}" for p, o in sorted(offsets.items()))
-        if error is not None and error.code() in _LOST_OWNERSHIP:
-            log.warning("group %s: commit of %s dropped: %s", self.group, where, error)
+        code = error.code() if error is not None else None
+        if code in _LOST_OWNERSHIP:
+            log.info("group %s: commit of %s dropped: %s", self.group, where, error)
             return
-        raise BackendUnavailable(f"group {self.group}: commit of {where} failed: {error or exc}")
+        if code in _TIMED_OUT and self._on_timeout is not None:
+            self._on_timeout("kafka", "commit")
+        # Only what no newer commit replaced, and only while the partition is still ours.
+        again = {
+            p: o for p, o in offsets.items() if p in self._assigned and self._requested.get(p) == o
+        }
+        self._retry.update(again)
+        self._retry_at = time.monotonic() + _COMMIT_RETRY_S
+        log.warning(
+            "group %s: commit of %s failed, %s: %s",
+            self.group,
+            where,
+            "committing again at the next poll" if again else "superseded",
+            error,
+        )
 
     def lag(self) -> dict[int, int]:
         """Per assigned partition: the log's end minus the group's committed offset (the

@@ -22,7 +22,7 @@ from confluent_kafka import (
 )
 
 from reco.events import Event
-from reco.exceptions import BackendUnavailable, ConfigError
+from reco.exceptions import BackendTimeout, BackendUnavailable, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +160,11 @@ class KafkaProducer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 missing = len(events) - len(deliveries.reports)
-                raise BackendUnavailable(
+                raise BackendTimeout(
+                    "kafka",
+                    "produce",
                     f"topic {self.topic}: {missing} of {len(events)} events not acknowledged "
-                    f"within {self._timeout_s:.1f} s"
+                    f"within {self._timeout_s:.1f} s",
                 )
             producer.flush(min(remaining, _WAIT_SLICE_S))
         if deliveries.errors:
@@ -174,7 +176,10 @@ class KafkaProducer:
                 len(events),
                 error,
             )
-            raise BackendUnavailable(f"topic {self.topic}: event not acknowledged: {error.str()}")
+            message = f"topic {self.topic}: event not acknowledged: {error.str()}"
+            if error.code() == KafkaError._MSG_TIMED_OUT:
+                raise BackendTimeout("kafka", "produce", message)
+            raise BackendUnavailable(message)
 
     def _enqueue(
         self, producer: Producer, event: Event, deliveries: Deliveries, deadline: float

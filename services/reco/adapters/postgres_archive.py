@@ -114,11 +114,12 @@ class PostgresArchive:
         self._where = where
 
     @classmethod
-    def from_url(cls, url: str) -> Self:
-        """Connect to ``url`` (``postgresql://...``), migrating the schema if needed."""
+    def from_url(cls, url: str, *, timeout_s: float | None = None) -> Self:
+        """Connect to ``url`` (``postgresql://...``), migrating the schema if needed;
+        ``timeout_s`` bounds each statement (see ``connect``)."""
         where = redacted_url(url)
         conn = SharedConnection(
-            lambda: connect(url, application_name="reco-archiver"),
+            lambda: connect(url, application_name="reco-archiver", timeout_s=timeout_s),
             what="archive",
             where=where,
             on_open=_prepare,

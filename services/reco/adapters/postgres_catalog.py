@@ -123,10 +123,18 @@ class PostgresCatalog:
         )
 
     @classmethod
-    def from_url(cls, url: str, *, cache_size: int = 100_000, cache_ttl_s: float = 30.0) -> Self:
-        """Connect to ``url`` (``postgresql://...``), migrating the schema if needed."""
+    def from_url(
+        cls,
+        url: str,
+        *,
+        cache_size: int = 100_000,
+        cache_ttl_s: float = 30.0,
+        timeout_s: float | None = None,
+    ) -> Self:
+        """Connect to ``url`` (``postgresql://...``), migrating the schema if needed;
+        ``timeout_s`` bounds each statement (see ``connect``)."""
         conn = SharedConnection(
-            lambda: connect(url, application_name="reco-catalog"),
+            lambda: connect(url, application_name="reco-catalog", timeout_s=timeout_s),
             what="catalog",
             where=redacted_url(url),
         )

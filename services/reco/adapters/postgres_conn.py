@@ -18,7 +18,7 @@ from typing import TypeVar
 import psycopg
 from psycopg.rows import TupleRow
 
-from reco.exceptions import BackendUnavailable
+from reco.exceptions import BackendTimeout, BackendUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,11 @@ class SharedConnection:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._open()
                 return work(self._conn)
+            except psycopg.errors.QueryCanceled as exc:
+                # statement_timeout: the connection is fine, the statement was cut off.
+                raise BackendTimeout(
+                    "postgres", self._what, f"{self._what} at {self._where}: {exc}"
+                ) from exc
             except psycopg.OperationalError as exc:
                 if self._conn is not None and self._conn.broken:
                     self._conn.close()

@@ -35,10 +35,12 @@ class PostgresModelStore:
         self._db = conn
 
     @classmethod
-    def from_url(cls, url: str, *, application_name: str = "reco-models") -> Self:
+    def from_url(
+        cls, url: str, *, application_name: str = "reco-models", timeout_s: float | None = None
+    ) -> Self:
         return cls(
             SharedConnection(
-                lambda: connect(url, application_name=application_name),
+                lambda: connect(url, application_name=application_name, timeout_s=timeout_s),
                 what="model store",
                 where=redacted_url(url),
             )

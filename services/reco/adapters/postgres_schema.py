@@ -14,6 +14,7 @@ run it again. Change the schema by appending a migration.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Final, LiteralString
 
@@ -180,19 +181,29 @@ def _warn_if_ahead(conn: psycopg.Connection[TupleRow], migrations: tuple[Migrati
         )
 
 
-def connect(url: str, *, application_name: str) -> psycopg.Connection[TupleRow]:
+def connect(
+    url: str, *, application_name: str, timeout_s: float | None = None
+) -> psycopg.Connection[TupleRow]:
     """An autocommit connection to a migrated database.
 
     Autocommit, because a plain read must not leave the session "idle in transaction"
     (which holds back vacuum); writes that need a transaction open one explicitly.
     ``application_name`` shows in ``pg_stat_activity`` which role holds a connection.
+    ``timeout_s`` bounds the connection attempt and, as the server's
+    ``statement_timeout``, every statement; ``None`` leaves statements unbounded (a
+    training run reading the whole archive).
     """
+    options = str(conninfo_to_dict(url).get("options") or "")
+    if timeout_s is not None:
+        options += f" -c statement_timeout={max(1, round(timeout_s * 1000))}"
     try:
         conn = psycopg.connect(
             url,
             autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_S,
+            # libpq takes whole seconds and treats 1 as 2.
+            connect_timeout=max(2, math.ceil(timeout_s or CONNECT_TIMEOUT_S)),
             application_name=application_name,
+            options=options.strip() or None,
         )
     except psycopg.OperationalError as exc:
         raise BackendUnavailable(f"PostgreSQL at {redacted_url(url)}: {exc}") from exc

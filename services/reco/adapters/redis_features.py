@@ -61,7 +61,7 @@ from reco.adapters.redis_scripts import (
     RESET,
     STALE,
 )
-from reco.exceptions import BackendUnavailable, ConfigError
+from reco.exceptions import BackendTimeout, BackendUnavailable, ConfigError
 from reco.ports import ApplyOutcome, RecoInputs, Related, Scored
 from reco.signals import FeatureDelta, SessionState, UserProfile
 from reco.signals.neighbours import Neighbour, neighbour_scores
@@ -100,8 +100,8 @@ class RedisFeatureStore:
         :meth:`from_url` sets up; ``where`` names the server in logs and errors.
 
         ``slow_client`` (default: ``client``) runs the rescale, which may take longer than
-        any sensible read timeout; give it none and no retries, since a retry sent while
-        the first call still runs would only be answered BUSY.
+        any sensible read timeout; give it a long one and no retries, since a retry sent
+        while the first call still runs would only be answered BUSY.
         """
         if not client.get_encoder().decode_responses:
             raise ConfigError("RedisFeatureStore needs a client with decode_responses=True")
@@ -145,14 +145,17 @@ class RedisFeatureStore:
         profile_ttl_s: int = PROFILE_TTL_S,
         session_ttl_s: int = SESSION_TTL_S,
         socket_timeout_s: float = 5.0,
+        rescale_timeout_s: float = 60.0,
         retries: int = 3,
     ) -> Self:
         """A store on ``redis://`` / ``rediss://`` / ``unix://`` ``url``.
 
-        Retries are few and short (10 ms to 100 ms apart) instead of redis-py's ten up to
-        a second apart: an api request has milliseconds, and a dead Redis should turn into
-        ``BackendUnavailable`` quickly. RESP2, so that replies have one shape whatever the
-        server, and no extra handshake per connection.
+        Every call waits at most ``socket_timeout_s`` for a reply, except the rescale (it
+        rewrites every decayed score, once in years of landmark moves), which gets
+        ``rescale_timeout_s``. Retries are few and short (10 ms to 100 ms apart) instead
+        of redis-py's ten up to a second apart: an api request has milliseconds, and a
+        dead Redis should turn into ``BackendUnavailable`` quickly. RESP2, so that
+        replies have one shape whatever the server, and no extra handshake per connection.
         """
         options: dict[str, Any] = {
             "decode_responses": True,
@@ -167,7 +170,7 @@ class RedisFeatureStore:
             **options,
         )
         slow_client = redis.Redis.from_url(
-            url, socket_timeout=None, retry=Retry(NoBackoff(), 0), **options
+            url, socket_timeout=rescale_timeout_s, retry=Retry(NoBackoff(), 0), **options
         )
         return cls(
             client,
@@ -185,12 +188,12 @@ class RedisFeatureStore:
 
     # -- processor side ----------------------------------------------------------------
     def applied_offsets(self) -> dict[int, int]:
-        with self._reaching():
+        with self._reaching("applied_offsets"):
             stored = cast(dict[str, str], self._client.hgetall(self._keys.offsets))
         return {int(p): int(o) for p, o in stored.items()}
 
     def landmark(self) -> float | None:
-        with self._reaching():
+        with self._reaching("landmark"):
             stored = cast(str | None, self._client.get(self._keys.landmark))
         return None if stored is None else float(stored)
 
@@ -201,7 +204,7 @@ class RedisFeatureStore:
         session_ids = list(dict.fromkeys(sessions))
         if not user_ids and not session_ids:
             return {}, {}
-        with self._reaching():
+        with self._reaching("load_states"):
             blobs, states = self._load_states(
                 keys=[self._keys.landmark],
                 args=[self._keys.prefix, len(user_ids), *user_ids, *session_ids],
@@ -217,7 +220,7 @@ class RedisFeatureStore:
     def unseen(self, event_ids: Sequence[str]) -> set[str]:
         if not event_ids:
             return set()
-        with self._reaching():
+        with self._reaching("unseen"):
             scores: list[float | None] = self._client.zmscore(self._keys.seen, list(event_ids))
         return {e for e, score in zip(event_ids, scores, strict=True) if score is None}
 
@@ -230,7 +233,7 @@ class RedisFeatureStore:
         script would leave the commands before it applied).
         """
         args = self._apply_args(delta)
-        with self._reaching():
+        with self._reaching("apply"):
             reply: list[Any] = self._apply(keys=[self._keys.landmark], args=args)
         status = int(reply[0])
         if status == APPLIED:
@@ -267,7 +270,7 @@ class RedisFeatureStore:
         """
         keys = self._keys
         started = time.perf_counter()
-        with self._reaching():
+        with self._reaching("rescale"):
             scaled = self._rescale(
                 client=self._slow_client,
                 keys=[keys.landmark],
@@ -296,7 +299,7 @@ class RedisFeatureStore:
         again. The processors must be stopped (``reco rebuild`` says so)."""
         keys = self._keys
         deleted = 0
-        with self._reaching():
+        with self._reaching("reset"):
             for family in FAMILIES:
                 found = self._client.scan_iter(match=keys.pattern(family), count=_PAGE)
                 for page in _pages(found):
@@ -352,7 +355,7 @@ class RedisFeatureStore:
             mode, subject = "u", user_id
         else:
             mode, subject = "", ""
-        with self._reaching():
+        with self._reaching("recommendation_inputs"):
             blob, version, related, top, near = self._reco_inputs(
                 keys=[self._keys.landmark],
                 args=[
@@ -389,7 +392,7 @@ class RedisFeatureStore:
         """The neighbour part of ``recommendation_inputs`` for given items, one EVALSHA."""
         if not items or k <= 0 or sample <= 0:
             return []
-        with self._reaching():
+        with self._reaching("neighbours"):
             reply = self._reco_inputs(
                 keys=[self._keys.landmark],
                 args=[
@@ -413,7 +416,7 @@ class RedisFeatureStore:
     def related(self, item_id: str, limit: int) -> Related:
         if limit <= 0:
             return Related()
-        with self._reaching(), self._client.pipeline(transaction=False) as pipe:
+        with self._reaching("related"), self._client.pipeline(transaction=False) as pipe:
             pipe.zrevrange(self._keys.coview(item_id), 0, limit - 1, withscores=True)
             pipe.zrevrange(self._keys.sequence(item_id), 0, limit - 1, withscores=True)
             coview, sequence = pipe.execute()
@@ -422,7 +425,7 @@ class RedisFeatureStore:
     def popular(self, limit: int, category: str | None = None) -> Scored:
         if limit <= 0:
             return []
-        with self._reaching():
+        with self._reaching("popular"):
             rows = self._client.zrevrange(self._keys.popular(category), 0, limit - 1, True)
         return _scored(rows)
 
@@ -433,7 +436,7 @@ class RedisFeatureStore:
         the keyspace, so keep it off production stores of any size.
         """
         keys = self._keys
-        with self._reaching():
+        with self._reaching("snapshot"):
             return {
                 "landmark": self.landmark(),
                 "offsets": dict(sorted(self.applied_offsets().items())),
@@ -502,12 +505,17 @@ class RedisFeatureStore:
             return list(pipe.execute())
 
     @contextmanager
-    def _reaching(self) -> Iterator[None]:
-        """Turn "Redis cannot serve now" into ``BackendUnavailable``: the processor pauses
-        and retries, the api degrades. Programming errors pass through unchanged."""
+    def _reaching(self, operation: str) -> Iterator[None]:
+        """Turn "Redis cannot serve now" into ``BackendUnavailable`` (``BackendTimeout``
+        when the socket timeout passed): the processor pauses and retries, the api
+        degrades. Programming errors pass through unchanged."""
         try:
             yield
-        except (redis.ConnectionError, redis.TimeoutError, ReadOnlyError, OutOfMemoryError) as exc:
+        except redis.TimeoutError as exc:
+            raise BackendTimeout(
+                "redis", operation, f"feature store at {self._where}: {operation}: {exc}"
+            ) from exc
+        except (redis.ConnectionError, ReadOnlyError, OutOfMemoryError) as exc:
             raise BackendUnavailable(f"feature store at {self._where}: {exc}") from exc
         except redis.ResponseError as exc:
             if str(exc).startswith("BUSY"):  # a long script (a rescale) is running

@@ -16,14 +16,14 @@ from contextlib import asynccontextmanager, suppress
 
 from reco.embeddings import EMBEDDINGS, EmbeddingModel
 from reco.exceptions import BackendUnavailable
-from reco.metrics import Metrics
+from reco.metrics import ApiMetrics
 from reco.ports import ModelStore
 
 log = logging.getLogger(__name__)
 
 
 class ModelHolder:
-    def __init__(self, store: ModelStore | None, metrics: Metrics) -> None:
+    def __init__(self, store: ModelStore | None, metrics: ApiMetrics) -> None:
         self._store = store
         self._metrics = metrics
         self.current: EmbeddingModel | None = None

@@ -11,7 +11,7 @@ from reco.api.models import ModelHolder
 from reco.api.schemas import RecommendationsOut, RecommendedItem
 from reco.catalog import Item
 from reco.embeddings import EmbeddingModel
-from reco.metrics import Metrics
+from reco.metrics import ApiMetrics
 from reco.ports import Catalog, FeatureStore
 from reco.rules import RuleOptions, boost_new_items, select
 from reco.scoring import Candidate, Ranked, Sourced, score, similar
@@ -30,7 +30,7 @@ class Recommender:
         store: FeatureStore,
         catalog: Catalog,
         settings: EngineSettings,
-        metrics: Metrics,
+        metrics: ApiMetrics,
         models: ModelHolder | None = None,
     ) -> None:
         self._store = store

@@ -11,8 +11,9 @@ import logging
 from dataclasses import dataclass
 
 from reco.events import Event, InvalidEvent
-from reco.metrics import Metrics
-from reco.ports import EventArchive, EventConsumer, Record
+from reco.exceptions import BackendUnavailable
+from reco.metrics import ArchiverMetrics
+from reco.ports import EventArchive, EventConsumer, Record, span_of
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class Archiver:
         self,
         consumer: EventConsumer,
         archive: EventArchive,
-        metrics: Metrics,
+        metrics: ArchiverMetrics,
         *,
         group: str = "reco-archiver",
     ) -> None:
@@ -54,7 +55,11 @@ class Archiver:
             except InvalidEvent as exc:
                 self._consumer.dead_letter(record, str(exc))
                 dead += 1
-        archived = self._archive.write(pairs) if pairs else 0
+        try:
+            archived = self._archive.write(pairs) if pairs else 0
+        except BackendUnavailable as exc:
+            exc.add_note(f"batch of {len(records)} records at {span_of(records)}")
+            raise
         self._consumer.commit({r.partition: r.offset + 1 for r in records})
         self._metrics.events_archived.inc(archived)
         self._export_lag()

@@ -26,7 +26,7 @@ from reco.embeddings.training import train as train_embeddings
 from reco.evaluation.frozen import FrozenFeatures
 from reco.evaluation.metrics import Ranking, Rest
 from reco.events import Event
-from reco.metrics import Metrics
+from reco.metrics import EmbeddedMetrics
 from reco.ports import FeatureStore, Record
 from reco.processor import Processor
 from reco.rules import RuleOptions
@@ -118,7 +118,7 @@ class EngineSystem:
         self._settings = settings.model_copy(update={"cache_ttl_s": 0.0})
         self._batch = batch_size
         self._catalog = NullCatalog()
-        self._metrics = Metrics()
+        self._metrics = EmbeddedMetrics()
         self.store = self._new_store()
         self._log = MemoryLog()
         self._processor = self._new_processor(self._log, self.store)

@@ -8,7 +8,8 @@ from typing import Any
 
 from reco import tracing
 from reco.events import Event, EventValidator, InvalidEvent
-from reco.metrics import Metrics
+from reco.exceptions import BackendTimeout
+from reco.metrics import IngestMetrics
 from reco.ports import EventProducer
 from reco.settings import EngineSettings
 
@@ -25,7 +26,9 @@ class IngestResult:
 
 
 class IngestService:
-    def __init__(self, producer: EventProducer, settings: EngineSettings, metrics: Metrics) -> None:
+    def __init__(
+        self, producer: EventProducer, settings: EngineSettings, metrics: IngestMetrics
+    ) -> None:
         self._producer = producer
         self._validator = EventValidator(settings.event_weights, settings.max_future_skew_s)
         self._max_batch = settings.max_batch_events
@@ -55,7 +58,11 @@ class IngestService:
     def produce(self, events: list[Event], rejected: list[dict[str, Any]]) -> IngestResult:
         """Append the valid events; when this returns they are durable."""
         if events:
-            self._producer.produce(events)
+            try:
+                self._producer.produce(events)
+            except BackendTimeout as exc:
+                self._metrics.backend_timeouts.labels(exc.backend, exc.operation).inc()
+                raise
             self._metrics.events_ingested.inc(len(events))
         if rejected:
             self._metrics.events_rejected.inc(len(rejected))

@@ -267,6 +267,7 @@ class _Server:
         """Stop gracefully (``stop_signal``), then SIGKILL after ``stop_timeout`` seconds."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused server cannot act on stop_signal
             proc.send_signal(self.stop_signal)
             try:
                 proc.wait(self.stop_timeout)
@@ -282,6 +283,22 @@ class _Server:
             proc.kill()
             proc.wait()
         self._forget_process()
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): its sockets stay open and the kernel still accepts
+        connections and data, but nothing is answered; the hang a client cannot tell from
+        a slow server, which only its own timeouts bound."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a paused server (SIGCONT); it answers what queued up meanwhile."""
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            raise ServerError(f"{self.name} is not running")
+        proc.send_signal(sig)
 
     def close(self) -> None:
         """Stop and remove the run dir (kept when ``RECO_KEEP_SERVER_DIRS`` is set)."""

@@ -113,7 +113,7 @@ class ServiceProcess:
 
     def caught_up(self, partitions: int) -> bool:
         """The consumer group's lag is known for every partition, and zero."""
-        lags = self.samples("reco_processor_consumer_lag")
+        lags = self.samples("consumer_lag_records")
         return len(lags) == partitions and not any(lags)
 
     def tail(self, lines: int = 40) -> str:

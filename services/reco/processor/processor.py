@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from reco import tracing
 from reco.events import Event, InvalidEvent
-from reco.metrics import Metrics
-from reco.ports import ApplyOutcome, Catalog, EventConsumer, FeatureStore, Record
+from reco.exceptions import BackendUnavailable
+from reco.metrics import ProcessorMetrics
+from reco.ports import ApplyOutcome, Catalog, EventConsumer, FeatureStore, Record, span_of
 from reco.settings import EngineSettings
 from reco.signals import FeatureDelta, SignalConfig, UserProfile, apply_event
 from reco.signals.decay import MAX_EXPONENT, ForwardDecay
@@ -43,7 +44,7 @@ class Processor:
         store: FeatureStore,
         catalog: Catalog,
         settings: EngineSettings,
-        metrics: Metrics,
+        metrics: ProcessorMetrics,
         *,
         group: str = "reco-processor",
     ) -> None:
@@ -72,7 +73,11 @@ class Processor:
             self._export_lag()
             return BatchResult(0, 0)
         started = time.perf_counter()
-        result = self.process(records)
+        try:
+            result = self.process(records)
+        except BackendUnavailable as exc:
+            exc.add_note(f"batch of {len(records)} records at {span_of(records)}")
+            raise
         self._metrics.processor_batch_seconds.observe(time.perf_counter() - started)
         self._export_lag()
         return result

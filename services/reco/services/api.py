@@ -8,26 +8,28 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from reco.adapters.factory import open_catalog, open_feature_store, open_model_store
+from reco.adapters.factory import open_catalog, open_model_store
 from reco.api import Recommender, routers
 from reco.api.models import ModelHolder, serve_models
-from reco.metrics import Metrics
+from reco.metrics import ApiMetrics
+from reco.services.common import open_store
 from reco.settings import ApiSettings
 from reco.web.app import base_app
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
-    metrics = Metrics()
+    metrics = ApiMetrics()
     parts: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = parts["store"] = open_feature_store(
-            settings.redis_url.get_secret_value(), settings, prefix=settings.redis_prefix
-        )
-        catalog = parts["catalog"] = open_catalog(settings.database_url.get_secret_value())
+        database = settings.database_url.get_secret_value()
+        store = parts["store"] = open_store(settings)
+        catalog = parts["catalog"] = open_catalog(database, timeout_s=settings.postgres_timeout_s)
         models = ModelHolder(
-            parts.setdefault("models", open_model_store(settings.database_url.get_secret_value())),
+            parts.setdefault(
+                "models", open_model_store(database, timeout_s=settings.postgres_timeout_s)
+            ),
             metrics,
         )
         app.state.catalog = catalog

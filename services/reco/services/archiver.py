@@ -8,20 +8,27 @@ from fastapi import FastAPI
 
 from reco.adapters.factory import open_archive
 from reco.archiver import Archiver
-from reco.metrics import Metrics
-from reco.services.common import batch_loop_lifespan, ensure_event_topic, open_consumer
+from reco.metrics import ArchiverMetrics
+from reco.services.common import (
+    batch_loop_lifespan,
+    ensure_event_topic,
+    loop_is_moving,
+    open_consumer,
+)
 from reco.settings import ArchiverSettings
 from reco.web.app import base_app
 
 
 def create_app(settings: ArchiverSettings) -> FastAPI:
-    metrics = Metrics()
+    metrics = ArchiverMetrics()
     parts: dict[str, Any] = {}
 
     def build() -> Archiver:
         ensure_event_topic(settings)
-        parts["archive"] = open_archive(settings.database_url.get_secret_value())
-        parts["consumer"] = open_consumer(settings, settings.group)
+        parts["archive"] = open_archive(
+            settings.database_url.get_secret_value(), timeout_s=settings.postgres_timeout_s
+        )
+        parts["consumer"] = open_consumer(settings, settings.group, metrics)
         return Archiver(parts["consumer"], parts["archive"], metrics, group=settings.group)
 
     return base_app(
@@ -32,10 +39,14 @@ def create_app(settings: ArchiverSettings) -> FastAPI:
             "loop": lambda: "loop" in parts and parts["loop"].alive,
             "postgres": lambda: "archive" in parts and parts["archive"].ready(),
         },
+        live_checks={"loop": lambda: loop_is_moving(parts)},
         lifespan=batch_loop_lifespan(
             parts,
             build,
             name="reco-archiver",
+            group=settings.group,
+            metrics=metrics,
+            watchdog_s=settings.watchdog_s,
             batch_size=settings.batch_size,
             poll_timeout_s=settings.poll_timeout_s,
             closing=("consumer", "archive"),

@@ -11,9 +11,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from reco.adapters.factory import open_feature_store
 from reco.adapters.kafka_consumer import KafkaConsumer
 from reco.adapters.kafka_topics import ensure_topic
 from reco.loop import BatchLoop, BatchStep
+from reco.metrics import BackendMetrics, ConsumerMetrics
+from reco.ports import FeatureStore
 from reco.settings import ConsumerSettings, StackSettings
 
 log = logging.getLogger(__name__)
@@ -33,15 +36,29 @@ def ensure_event_topic(settings: StackSettings) -> int:
         settings.topic,
         settings.topic_partitions,
         settings.topic_replication,
+        timeout_s=settings.kafka_timeout_s,
     )
 
 
-def open_consumer(settings: ConsumerSettings, group: str) -> KafkaConsumer:
+def open_store(settings: StackSettings) -> FeatureStore:
+    """The feature store of ``settings``, every call bounded by its timeouts."""
+    return open_feature_store(
+        settings.redis_url.get_secret_value(),
+        settings,
+        prefix=settings.redis_prefix,
+        timeout_s=settings.redis_timeout_s,
+        rescale_timeout_s=settings.redis_rescale_timeout_s,
+    )
+
+
+def open_consumer(settings: ConsumerSettings, group: str, metrics: BackendMetrics) -> KafkaConsumer:
     return KafkaConsumer(
         settings.kafka_bootstrap,
         settings.topic,
         group,
         config={"session.timeout.ms": settings.session_timeout_ms},
+        timeout_s=settings.kafka_timeout_s,
+        on_timeout=lambda backend, op: metrics.backend_timeouts.labels(backend, op).inc(),
     )
 
 
@@ -50,6 +67,9 @@ def batch_loop_lifespan(
     build: Callable[[], BatchStep],
     *,
     name: str,
+    group: str,
+    metrics: ConsumerMetrics,
+    watchdog_s: float,
     batch_size: int,
     poll_timeout_s: float,
     closing: Iterable[str],
@@ -65,6 +85,9 @@ def batch_loop_lifespan(
             batch_size=batch_size,
             poll_timeout_s=poll_timeout_s,
             name=name,
+            group=group,
+            metrics=metrics,
+            watchdog_s=watchdog_s,
             on_fatal=stop_process,
         )
         loop.start()
@@ -77,3 +100,9 @@ def batch_loop_lifespan(
                     parts[part].close()
 
     return lifespan
+
+
+def loop_is_moving(parts: dict[str, Any]) -> bool:
+    """The liveness check of a consumer role: its loop runs and is not stalled."""
+    loop = parts.get("loop")
+    return loop is None or (loop.alive and not loop.stalled())

@@ -10,14 +10,14 @@ from fastapi import FastAPI
 from reco.adapters.kafka_producer import KafkaProducer
 from reco.ingest import IngestService
 from reco.ingest import router as ingest_router
-from reco.metrics import Metrics
+from reco.metrics import IngestMetrics
 from reco.services.common import ensure_event_topic
 from reco.settings import IngestSettings
 from reco.web.app import base_app
 
 
 def create_app(settings: IngestSettings) -> FastAPI:
-    metrics = Metrics()
+    metrics = IngestMetrics()
     state: dict[str, KafkaProducer] = {}
 
     @asynccontextmanager

@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from reco import __version__, tracing
-from reco.metrics import Metrics
+from reco.metrics import BackendMetrics
 from reco.settings import HttpSettings
 from reco.web.docs import install_docs
 from reco.web.errors import install_error_handlers
@@ -22,10 +22,11 @@ def base_app(
     *,
     role: str,
     settings: HttpSettings,
-    metrics: Metrics,
+    metrics: BackendMetrics,
     checks: Mapping[str, ReadinessCheck],
     lifespan: Lifespan,
     description: str,
+    live_checks: Mapping[str, ReadinessCheck] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title=f"reco-engine {role}",
@@ -39,7 +40,7 @@ def base_app(
     app.state.metrics = metrics
     app.state.access = AccessPolicy(tuple(settings.api_keys), tuple(settings.read_api_keys))
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s)
-    app.include_router(probes_router(checks, metrics.registry))
+    app.include_router(probes_router(checks, metrics.registry, live_checks))
     install_docs(app)
     install_error_handlers(app)
     tracing.setup(app, settings, role)
