@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= .reco-data
 PORT ?= 8080
 
-.PHONY: help venv run run-stack test test-unit test-deps bench lint fmt clean
+.PHONY: help venv run run-stack test test-unit test-repeat test-deps bench lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,6 +30,12 @@ run-stack: $(STAMP) test-deps ## The production shape locally: Kafka, Redis, Pos
 
 test: lint test-deps ## Lint, type-check, check the import contracts, run every test tier
 	$(BIN)/python -m pytest
+
+N ?= 5
+LOAD ?= 2
+REPEAT ?= -m integration
+test-repeat: $(STAMP) test-deps ## Run the integration tier N times (N=5) under LOAD busy processes (REPEAT= other tests)
+	$(BIN)/python tools/repeat.py --runs $(N) --load $(LOAD) -- $(REPEAT)
 
 test-deps: ## Fetch the Kafka broker jars and install Redis / PostgreSQL (cached, idempotent)
 	bash tools/install-kafka.sh

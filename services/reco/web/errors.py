@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from reco.exceptions import BackendUnavailable
+from reco.exceptions import BackendTimeout, BackendUnavailable
+from reco.metrics import BackendMetrics
 from reco.validation import FieldError, field_errors
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,9 @@ async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
 async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """A backend that does not answer is the client's cue to retry, not a 500."""
     log.warning("%s %s: backend unavailable: %s", request.method, request.url.path, exc)
+    if isinstance(exc, BackendTimeout):
+        metrics: BackendMetrics = request.app.state.metrics
+        metrics.backend_timeouts.labels(exc.backend, exc.operation).inc()
     return JSONResponse(
         error_body(f"a backend is unavailable, retry shortly: {exc}"),
         status.HTTP_503_SERVICE_UNAVAILABLE,
