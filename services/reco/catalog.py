@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from reco.events import Identifier
+
+
+def _rfc3339_only(value: Any) -> Any:
+    # Pydantic would take a number as seconds, or as milliseconds past 2e10: a unit guessed
+    # from the size. The schema says RFC 3339, so the check does too.
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError(
+            "must be an RFC 3339 date-time with a time zone, e.g. 2026-03-01T12:30:00Z"
+        )
+    return value
 
 
 class ItemIn(BaseModel):
@@ -18,9 +29,11 @@ class ItemIn(BaseModel):
     item_id: Identifier
     title: str | None = Field(None, max_length=1000)
     category: str | None = Field(None, min_length=1, max_length=256)
-    price: float | None = Field(None, ge=0)
-    in_stock: bool | None = None
-    created_at: AwareDatetime | None = None
+    # Strict: the schema says number and boolean, so "9.5", 0 and "yes" are refused rather
+    # than read as what pydantic guesses they mean.
+    price: float | None = Field(None, ge=0, strict=True)
+    in_stock: bool | None = Field(None, strict=True)
+    created_at: Annotated[AwareDatetime | None, BeforeValidator(_rfc3339_only)] = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,6 +128,10 @@ ITEM_CASES: list[tuple[str, Any, int, str]] = [
     ),
     ("not an object", ["a"], 422, "[0]: must be a JSON object"),
     ("stock not a boolean", {"item_id": "a", "in_stock": "maybe"}, 422, "in_stock"),
+    ("stock as a number", {"item_id": "a", "in_stock": 0}, 422, "in_stock: must be true or false"),
+    ("price as a string", {"item_id": "a", "price": "9.5"}, 422, "price: Input should be a valid"),
+    ("created_at as a number", {"item_id": "a", "created_at": 0}, 422, "created_at: must be"),
+    ("empty batch", [], 422, "the batch is empty"),
 ]
 
 

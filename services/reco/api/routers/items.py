@@ -24,11 +24,19 @@ ItemId = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
 # A list and an object are told apart by hand: validating the union would name its
 # branches in every message ("list[ItemIn].1.price").
 _BATCH = TypeAdapter(list[ItemIn])
-_ONE_OR_BATCH = TypeAdapter(ItemIn | list[ItemIn])
+# Inlined: a "$defs" inside an operation's schema is not where an OpenAPI document's
+# references resolve, so a TypeAdapter's schema of the union would point nowhere.
+_ITEM_SCHEMA = ItemIn.model_json_schema()
 _BODY_SCHEMA: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": _ONE_OR_BATCH.json_schema()}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [_ITEM_SCHEMA, {"type": "array", "items": _ITEM_SCHEMA, "minItems": 1}]
+                }
+            }
+        },
     }
 }
 
