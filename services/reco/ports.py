@@ -208,6 +208,10 @@ class EventArchive(Protocol):
     def iter_events(self, batch: int = 10_000) -> Iterator[tuple[Record, Event]]:
         """Every archived event in time order, with the log position it came from."""
 
+    def iter_distinct_events(self, batch: int = 10_000) -> Iterator[tuple[Record, Event, int]]:
+        """Each ``event_id`` once (its first copy by log position), in time order, with how
+        many copies are archived: the events as the processor applied them."""
+
     def ready(self) -> bool: ...
 
     def close(self) -> None: ...

@@ -5,13 +5,17 @@ neighbour index, publish the artifact as a new version, delete versions beyond t
 few. The api replicas look for a newer version every ``model_refresh_s`` and swap it in
 without a restart. A failed run publishes nothing, so the api keeps serving the last good
 model.
+
+Each event counts once, as the processor applies it once: the archive (or the embedded
+log) keeps every copy of an event a client re-sent, and only the first of each
+``event_id`` is read; the version's metrics say how many copies were skipped.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,14 +64,18 @@ def run(settings: TrainSettings) -> TrainReport:
 
 
 def train_and_publish(
-    events: Iterator[Event], catalog: Catalog, models: ModelStore, settings: TrainSettings
+    events: Iterable[tuple[Event, int]],
+    catalog: Catalog,
+    models: ModelStore,
+    settings: TrainSettings,
 ) -> TrainReport:
+    """Train on ``events``, each an event once with how many copies of it were archived
+    (``iter_distinct_events``), and publish the model."""
     params = params_of(settings)
     started = time.perf_counter()
     since = time.time() - settings.since_days * 86400 if settings.since_days else None
-    if since is not None:
-        events = (e for e in events if e.timestamp >= since)
-    data = corpus(events, settings.event_weights, settings.session_gap_s)
+    skipped = _Skipped()
+    data = corpus(skipped.count(events, since), settings.event_weights, settings.session_gap_s)
     read_s = time.perf_counter() - started
     if not data.events:
         raise NothingToTrain("the archive holds no events of a known type to train on")
@@ -83,6 +91,7 @@ def train_and_publish(
     artifact = model.to_bytes()
     metrics = {
         "events": data.events,
+        "duplicates_skipped": skipped.duplicates,
         "sessions": len(data.sessions),
         "items": len(model),
         "categories": len(model.centroids),
@@ -92,14 +101,29 @@ def train_and_publish(
     version = models.publish(EMBEDDINGS, artifact, params=params.as_dict(), metrics=metrics)
     pruned = models.prune(EMBEDDINGS, settings.keep_versions)
     log.info(
-        "model %s version %d published: %d items x %d, %d events, %.1f MB, %d old versions pruned",
-        EMBEDDINGS, version.version, len(model), model.dim, data.events,
+        "model %s version %d published: %d items x %d, %d events (%d repeated copies "
+        "skipped), %.1f MB, %d old versions pruned",
+        EMBEDDINGS, version.version, len(model), model.dim, data.events, skipped.duplicates,
         len(artifact) / 1e6, pruned,
     )  # fmt: skip
     return TrainReport(version, pruned)
 
 
-def _open(settings: TrainSettings) -> tuple[Iterator[Event], Catalog, ModelStore]:
+@dataclass
+class _Skipped:
+    """The copies of re-sent events left out of the events trained on."""
+
+    duplicates: int = 0
+
+    def count(self, events: Iterable[tuple[Event, int]], since: float | None) -> Iterator[Event]:
+        """The events at or after ``since``, counting their extra copies on the way."""
+        for event, copies in events:
+            if since is None or event.timestamp >= since:
+                self.duplicates += copies - 1
+                yield event
+
+
+def _open(settings: TrainSettings) -> tuple[Iterator[tuple[Event, int]], Catalog, ModelStore]:
     if settings.data_dir is not None:
         from reco.adapters.sqlite_catalog import SqliteCatalog
         from reco.adapters.sqlite_log import SqliteEventLog
@@ -108,14 +132,15 @@ def _open(settings: TrainSettings) -> tuple[Iterator[Event], Catalog, ModelStore
         data = Path(settings.data_dir)
         if not (data / "events.db").exists():
             raise NothingToTrain(f"no event log in {data}: run `reco dev --data-dir {data}` first")
-        events = (e for _, e in SqliteEventLog(data / "events.db").iter_events())
+        log_ = SqliteEventLog(data / "events.db")
+        events = ((e, copies) for _, e, copies in log_.iter_distinct_events())
         return events, SqliteCatalog(data / "catalog.db"), SqliteModelStore(data / "models.db")
     url = settings.database_url.get_secret_value()
     archive = open_archive(url)
 
-    def stream() -> Iterator[Event]:
+    def stream() -> Iterator[tuple[Event, int]]:
         try:
-            yield from (e for _, e in archive.iter_events())
+            yield from ((e, copies) for _, e, copies in archive.iter_distinct_events())
         finally:
             archive.close()
 

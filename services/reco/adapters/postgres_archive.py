@@ -57,6 +57,19 @@ _MOVE: Final[LiteralString] = (
 _STREAM: Final[LiteralString] = (
     f"SELECT {_COLUMNS} FROM events ORDER BY ts, source_partition, source_offset"
 )
+# The archive keeps every log record, so an event a client re-sent (a retry that reached
+# Kafka twice) is there twice, at two log positions; the processor applies it once, and
+# training must count it once too. DISTINCT ON keeps each event_id's first copy by log
+# position; the window, evaluated before it, counts the copies; the outer ORDER BY restores
+# _STREAM's order. Both sorts run in the server, which spills them to disk on a large
+# archive, instead of a set of every event_id in the job's memory.
+_STREAM_DISTINCT: Final[LiteralString] = (
+    f"SELECT {_COLUMNS}, copies FROM ("
+    f" SELECT DISTINCT ON (event_id) {_COLUMNS},"
+    " count(*) OVER (PARTITION BY event_id) AS copies"
+    " FROM events ORDER BY event_id, source_partition, source_offset"
+    ") AS firsts ORDER BY ts, source_partition, source_offset"
+)
 
 
 def _epoch_to_datetime(seconds: float) -> datetime:
@@ -181,6 +194,19 @@ class PostgresArchive:
         go on while a long rebuild or training read is under way. Close the iterator (or
         exhaust it) to end that transaction.
         """
+        for row in self._stream(_STREAM, batch):
+            yield _to_event(row)
+
+    def iter_distinct_events(self, batch: int = 10_000) -> Iterator[tuple[Record, Event, int]]:
+        """Each ``event_id`` once, as its first copy by log position, in the order of
+        :meth:`iter_events`, with how many copies the archive holds (2 for a client retry
+        that was archived twice). Streamed like :meth:`iter_events`, once the server has
+        sorted the archive."""
+        for row in self._stream(_STREAM_DISTINCT, batch):
+            record, event = _to_event(row[:-1])
+            yield record, event, int(row[-1])
+
+    def _stream(self, query: LiteralString, batch: int) -> Iterator[TupleRow]:
         conn = self._db.connect()
         try:
             conn.read_only = True
@@ -190,9 +216,8 @@ class PostgresArchive:
                 conn.cursor(name=f"reco_events_{uuid.uuid4().hex[:8]}") as cur,
             ):
                 cur.itersize = batch
-                cur.execute(_STREAM)
-                for row in cur:
-                    yield _to_event(row)
+                cur.execute(query)
+                yield from cur
         except psycopg.OperationalError as exc:
             raise BackendUnavailable(f"archive at {self._where}: {exc}") from exc
         finally:

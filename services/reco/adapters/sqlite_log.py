@@ -42,6 +42,26 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 """
 
+# The first record of each event_id and how many records carry it, in one pass that SQLite
+# groups in a temporary b-tree (on disk when large) rather than a set of every id in Python.
+# Values are stored as BLOBs, which SQLite's JSON functions refuse, hence the casts; a record
+# that is not JSON or has no event_id is a group of its own (-rowid), left for the decoder to
+# skip and log as iter_events does.
+_FIRST_OF_EACH_ID = """
+SELECT events.rowid, events.key, events.value, firsts.copies
+FROM (
+    SELECT min(rowid) AS first, count(*) AS copies
+    FROM events
+    GROUP BY coalesce(
+        CASE WHEN json_valid(CAST(value AS TEXT))
+            THEN json_extract(CAST(value AS TEXT), '$.event_id') END,
+        -rowid
+    )
+) AS firsts
+JOIN events ON events.rowid = firsts.first
+ORDER BY events.rowid
+"""
+
 
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -88,6 +108,24 @@ class SqliteEventLog:
                     except InvalidEvent:
                         log.warning("events[0] offset %d undecodable, skipped", record.offset)
                 last = int(rows[-1][0])
+        finally:
+            conn.close()
+
+    def iter_distinct_events(self, batch: int = 10_000) -> Iterator[tuple[Record, Event, int]]:
+        """Each ``event_id`` once, as its first record (the order :meth:`iter_events`
+        gives), with how many records carry it: the events as the processor applied them,
+        since a client retry can append the same event twice. Undecodable records are
+        skipped, as there."""
+        conn = _connect(self.path, self._synchronous)
+        try:
+            cursor = conn.execute(_FIRST_OF_EACH_ID)
+            while rows := cursor.fetchmany(batch):
+                for rowid, key, value, copies in rows:
+                    record = Record(PARTITION, int(rowid) - 1, key, bytes(value))
+                    try:
+                        yield record, Event.from_json(record.value), int(copies)
+                    except InvalidEvent:
+                        log.warning("events[0] offset %d undecodable, skipped", record.offset)
         finally:
             conn.close()
 
