@@ -4,26 +4,43 @@ reco dev [--demo]                       ingest + processor + api in one process
 reco replay FILE --format F [--url U]   send a dataset to a running engine
 reco train [--data-dir D]               item vectors from the archived events, a new model version
 reco eval --train T --format F ...      measure recommendation quality (EVALUATION.md)
+
+A mistake a person can fix ends a command with one line on stderr, ``reco COMMAND: what is
+wrong; what to do``, and exit code 2 for usage (a flag, a ``RECO_*`` setting) or 1 for a
+failure (a file, a backend, an engine that does not answer); ``explain`` is where the
+engine's named exceptions become that line. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import re
 import sys
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import SettingsError
 
 from reco import __version__
+from reco.datasets.exceptions import DatasetFormatError
+from reco.exceptions import BackendUnavailable, ConfigError, RecoError
 from reco.logs import configure as configure_logging
 from reco.settings import (
     ApiSettings,
     ArchiverSettings,
     EmbeddedSettings,
+    EngineSettings,
     HttpSettings,
     IngestSettings,
     ProcessorSettings,
+    TrainSettings,
 )
+from reco.validation import echo
 
 ROLES: dict[str, tuple[type[HttpSettings], str, str]] = {
     "ingest": (IngestSettings, "reco.services.ingest", "validate events and produce to Kafka"),
@@ -35,6 +52,16 @@ ROLES: dict[str, tuple[type[HttpSettings], str, str]] = {
 log = logging.getLogger("reco")
 
 
+USAGE = 2
+FAILURE = 1
+BACKEND_SETTINGS = "RECO_KAFKA_BOOTSTRAP, RECO_REDIS_URL or RECO_DATABASE_URL"
+# Settings that have a flag of the same meaning on some command.
+FLAGS = {
+    "host": "--host", "port": "--port", "data_dir": "--data-dir", "algorithm": "--algorithm",
+    "dim": "--dim", "epochs": "--epochs", "since_days": "--since-days",
+}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -43,7 +70,92 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.run(args)
     except KeyboardInterrupt:
         return 130
+    except _named_errors() as exc:
+        message, code = explain(exc)
+        if code == USAGE and ";" not in message:
+            message += f"; see reco {args.command} --help"
+        print(f"reco {args.command}: {' '.join(message.split())}", file=sys.stderr)
     return code
+
+
+def explain(exc: BaseException) -> tuple[str, int]:
+    """The line that tells a person what went wrong and what to do, and the exit code."""
+    if isinstance(exc, ValidationError) and exc.title.endswith("Settings"):
+        return _bad_settings(exc), USAGE
+    if isinstance(exc, SettingsError):
+        return _unparsable_setting(exc), USAGE
+    if isinstance(exc, ConfigError):
+        return str(exc), USAGE
+    if isinstance(exc, DatasetFormatError):
+        return f"{exc}; check that the file is in the --format given", FAILURE
+    if isinstance(exc, BackendUnavailable):
+        return f"{exc}; start it, or point {BACKEND_SETTINGS} at a running one", FAILURE
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return _unreadable(exc), FAILURE
+    return str(exc) or type(exc).__name__, FAILURE
+
+
+def _named_errors() -> tuple[type[Exception], ...]:
+    """What ``explain`` words; named errors of modules that only some commands import are
+    imported once one of them is raised."""
+    from reco.embeddings.training import TrainingDependencyMissing
+    from reco.train import NothingToTrain
+
+    return (RecoError, ValidationError, SettingsError, OSError, TrainingDependencyMissing,
+            NothingToTrain)  # fmt: skip
+
+
+def _bad_settings(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(str(part) for part in err["loc"])
+        field = loc[0] if loc else ""
+        got = "" if _is_secret(field) else f" (got {echo(err['input'])})"
+        problems.append(f"{_variable(loc)}: {err['msg'].removeprefix('Value error, ')}{got}")
+    flags = sorted(
+        {FLAGS[str(e["loc"][0])] for e in exc.errors() if e["loc"] and e["loc"][0] in FLAGS}
+    )
+    where = f" (or {', '.join(flags)})" if flags else ""
+    return "; ".join(problems) + f"; fix the variable{where}"
+
+
+def _variable(loc: tuple[str, ...]) -> str:
+    """``("weights", "coview")`` -> ``RECO_WEIGHTS__COVIEW``; a map is one variable."""
+    if not loc:
+        return "settings"
+    field = TrainSettings.model_fields.get(loc[0]) or EngineSettings.model_fields.get(loc[0])
+    nested = (
+        field is not None
+        and isinstance(field.annotation, type)
+        and issubclass(field.annotation, BaseModel)
+    )
+    parts = loc[:2] if nested and len(loc) > 1 else loc[:1]
+    return "RECO_" + "__".join(p.upper() for p in parts)
+
+
+def _is_secret(field: str) -> bool:
+    info = TrainSettings.model_fields.get(field)
+    return info is not None and "SecretStr" in str(info.annotation)
+
+
+def _unparsable_setting(exc: SettingsError) -> str:
+    # pydantic-settings says 'error parsing value for field "event_weights" from source ...'
+    found = re.search(r'field "([^"]+)"', str(exc))
+    name = f"RECO_{found.group(1).upper()}" if found else "a RECO_* variable"
+    return f"{name} is not valid JSON; give it as JSON, e.g. RECO_EVENT_WEIGHTS='{{\"view\": 1}}'"
+
+
+def _unreadable(exc: OSError) -> str:
+    path = exc.filename
+    if isinstance(exc, FileNotFoundError):
+        return f"{path}: no such file or directory; check the path"
+    if isinstance(exc, IsADirectoryError):
+        return f"{path} is a directory; give the path of a file"
+    if isinstance(exc, NotADirectoryError | FileExistsError):
+        return f"{path}: a part of the path is a file, not a directory; check the path"
+    if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        return f"{path}: permission denied; make it readable (and writable for a data directory)"
+    return f"{path}: {exc.strerror or exc}; check the path"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,11 +168,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=["text", "json"],
         help="json: one JSON object per line (RECO_LOG_FORMAT)",
     )
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND", dest="command")
 
     dev = sub.add_parser("dev", help="run the embedded engine (all roles, one process)")
     dev.add_argument("--host", help="bind address (default 127.0.0.1, RECO_HOST)")
-    dev.add_argument("--port", type=int, help="port (default 8080, RECO_PORT)")
+    dev.add_argument("--port", type=_port, help="port (default 8080, RECO_PORT)")
     dev.add_argument("--data-dir", type=Path, help="event log and catalog (RECO_DATA_DIR)")
     dev.add_argument("--demo", action="store_true", help="load a generated shop on first start")
     dev.set_defaults(run=_dev)
@@ -68,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     for role, (_, _, summary) in ROLES.items():
         service = sub.add_parser(role, help=f"run the {role} service: {summary}")
         service.add_argument("--host", help="bind address (RECO_HOST, default 0.0.0.0)")
-        service.add_argument("--port", type=int, help="HTTP port (RECO_PORT)")
+        service.add_argument("--port", type=_port, help="HTTP port (RECO_PORT)")
         service.set_defaults(run=_service, role=role)
 
     rebuild = sub.add_parser(
@@ -137,9 +249,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _dev(args: argparse.Namespace) -> int:
-    import uvicorn
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0 to 65535)")
+    return port
 
+
+def _dev(args: argparse.Namespace) -> int:
     from reco.embedded import create_app
 
     overrides = {
@@ -148,6 +268,7 @@ def _dev(args: argparse.Namespace) -> int:
         if v is not None
     }
     settings = EmbeddedSettings(**overrides)
+    _writable_dir(Path(settings.data_dir))
     demo_user = _load_demo(settings) if args.demo else None
     url = f"http://{settings.host}:{settings.port}"
     print(f"reco-engine {__version__} (embedded) on {url}, data in {settings.data_dir}")
@@ -158,35 +279,86 @@ def _dev(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     # uvicorn turns SIGTERM into a graceful shutdown: the app's lifespan stops the processor
     # after its current batch and closes the backends.
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        access_log=False,
-    )
+    _serve(create_app(settings), settings, log_level=args.log_level, access_log=False)
     return 0
+
+
+def _writable_dir(path: Path) -> None:
+    """The data directory, made if missing; refused here rather than as SQLite's 'unable
+    to open database file' from inside the server's startup."""
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "not writable", str(path))
 
 
 def _service(args: argparse.Namespace) -> int:
     import importlib
-
-    import uvicorn
 
     settings_class, module, _ = ROLES[args.role]
     overrides = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = settings_class(**overrides)
     app = importlib.import_module(module).create_app(settings)
     log.info("reco %s %s on %s:%d", args.role, __version__, settings.host, settings.port)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level,
-        log_config=None,
-        access_log=False,
-    )
+    _serve(app, settings, log_level=args.log_level, log_config=None, access_log=False)
     return 0
+
+
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+def _serve(app: ASGIApp, settings: HttpSettings, **options: Any) -> None:
+    """uvicorn.run, except that a startup the engine refused on purpose (a backend that
+    cannot be reached, a bad setting) is raised here for ``main`` to explain in one line,
+    instead of uvicorn logging its traceback and exiting 3."""
+    import uvicorn
+
+    guard = _StartupGuard(app)
+    try:
+        uvicorn.run(guard, host=settings.host, port=settings.port, **options)
+    except SystemExit:
+        if guard.failure is not None:
+            raise guard.failure from None
+        raise
+
+
+class _StartupGuard:
+    """An ASGI wrapper that keeps the startup failure of a named kind, and tells uvicorn
+    that startup failed without the traceback Starlette puts in that message."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.failure: BaseException | None = None
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def report(message: Any) -> None:
+            # Starlette sends this from inside its ``except`` block: the failure is current.
+            failure = sys.exception()
+            if message["type"] == "lifespan.startup.failed" and _explained(failure):
+                self.failure = failure
+                message = {"type": "lifespan.startup.failed", "message": ""}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, report)
+        except BaseException:
+            if self.failure is None:
+                raise
+
+
+def _explained(exc: BaseException | None) -> bool:
+    return isinstance(exc, RecoError | ValidationError | SettingsError | OSError)
 
 
 def _rebuild(args: argparse.Namespace) -> int:
@@ -195,12 +367,12 @@ def _rebuild(args: argparse.Namespace) -> int:
     settings = ProcessorSettings()
     if not args.yes:
         print(
-            "This deletes the features under prefix "
-            f"{settings.redis_prefix!r} and recomputes them from topic {settings.topic!r}.\n"
-            "Stop every processor first (scale it to 0), then run again with --yes.",
+            f"reco rebuild: this deletes the features under prefix {settings.redis_prefix!r} "
+            f"and recomputes them from topic {settings.topic!r}; stop every processor first "
+            "(scale it to 0), then run again with --yes",
             file=sys.stderr,
         )
-        return 2
+        return USAGE
     report = rebuild(settings)
     print(
         f"rebuilt from {report.records} records ({report.applied} applied) "
@@ -211,26 +383,14 @@ def _rebuild(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     import orjson
-    from pydantic import ValidationError
 
-    from reco.embeddings.training import TrainingDependencyMissing
-    from reco.exceptions import BackendUnavailable
-    from reco.settings import TrainSettings
-    from reco.train import NothingToTrain, run
+    from reco.train import run
 
     flags = {
         "data_dir": args.data_dir, "algorithm": args.algorithm, "dim": args.dim,
         "epochs": args.epochs, "since_days": args.since_days,
     }  # fmt: skip
-    try:
-        settings = TrainSettings(**{k: v for k, v in flags.items() if v is not None})
-        report = run(settings)
-    except ValidationError as exc:
-        print(f"reco train: {exc}", file=sys.stderr)
-        return 2
-    except (NothingToTrain, TrainingDependencyMissing, BackendUnavailable) as exc:
-        print(f"reco train: {exc}", file=sys.stderr)
-        return 1
+    report = run(TrainSettings(**{k: v for k, v in flags.items() if v is not None}))
     v = report.version
     print(orjson.dumps({
         "version": v.version, "kind": v.kind, "size_bytes": v.size_bytes,
@@ -271,7 +431,6 @@ def _load_demo(settings: EmbeddedSettings) -> str:
 def _train_demo(settings: EmbeddedSettings) -> None:
     """Item vectors for the demo shop, as a scheduled ``reco train`` would make them."""
     from reco.embeddings.training import TrainingDependencyMissing
-    from reco.settings import TrainSettings
     from reco.train import run
 
     try:
@@ -293,6 +452,7 @@ def _replay(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         limit=args.limit,
         items=not args.no_items,
+        progress=sys.stderr.isatty(),  # a bar is for a terminal, not for a log
     )
     print(
         f"sent {report.sent} events: {report.accepted} accepted, {report.rejected} rejected, "
@@ -313,11 +473,7 @@ def _eval(args: argparse.Namespace) -> int:
         protocol=args.protocol, mode=args.mode, k=args.k, baselines=names, seed=args.seed,
         target=args.target, unit=args.unit, embeddings=args.embeddings,
     )  # fmt: skip
-    try:
-        result = run(config)
-    except ValueError as exc:
-        print(f"reco eval: {exc}", file=sys.stderr)
-        return 2
+    result = run(config)
     if args.plot:
         plot(result, args.plot)
     print(orjson.dumps(result).decode() if args.json else table(result))

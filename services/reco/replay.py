@@ -2,9 +2,10 @@
 
 Batches go as JSON arrays over one keep-alive connection. A batch that meets HTTP 429/502/503/504
 or a connection failure is sent again after the server's ``Retry-After`` (or a short backoff),
-a bounded number of times. Delivery is at least once: if a response is lost after the server
-took the batch, the retry delivers it again, so give events an ``event_id`` where the engine
-must deduplicate.
+a bounded number of times; but when the very first request finds nothing listening, the
+replay ends at once (a wrong ``--url`` is not an outage to wait out). Delivery is at least
+once: if a response is lost after the server took the batch, the retry delivers it again, so
+give events an ``event_id`` where the engine must deduplicate.
 """
 
 from __future__ import annotations
@@ -200,6 +201,7 @@ class _Sender:
         self.client = client
         self.max_retries = max_retries
         self.retries = 0
+        self.answered = False
 
     def send(self, method: str, endpoint: str, batch: list[dict[str, Any]]) -> httpx.Response:
         body = orjson.dumps(batch)
@@ -207,6 +209,7 @@ class _Sender:
         for attempt in range(self.max_retries + 1):
             response, failure, wait = self._attempt(method, endpoint, body)
             if response is not None:
+                self.answered = True
                 return response
             if attempt < self.max_retries:
                 self._pause(method, endpoint, failure, wait, attempt)
@@ -221,8 +224,16 @@ class _Sender:
     ) -> tuple[httpx.Response | None, str, float | None]:
         try:
             response = self.client.request(method, endpoint, content=body)
+        except httpx.ConnectError as error:
+            if not self.answered:
+                raise ReplayError(
+                    f"nothing answers at {self.client.base_url} ({error}); start the engine "
+                    "(reco dev) or give its address with --url"
+                ) from None
+            return None, f"{type(error).__name__}: {error}", None
         except httpx.TransportError as error:
             return None, f"{type(error).__name__}: {error}", None
+        self.answered = True
         if response.status_code in RETRY_STATUSES:
             return None, f"HTTP {response.status_code}", _retry_after(response)
         _raise_for_status(method, response)

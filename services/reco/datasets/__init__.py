@@ -10,6 +10,7 @@ skipping it.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,7 +75,10 @@ def read_items(path: str | os.PathLike[str], fmt: str) -> Iterator[Item]:
 
 
 def _existing_file(path: str | os.PathLike[str]) -> Path:
+    # errno and filename set, as open() would: callers tell a missing file from a directory.
     file = Path(path)
+    if file.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a dataset file", str(file))
     if not file.is_file():
-        raise FileNotFoundError(f"dataset file not found: {file}")
+        raise FileNotFoundError(errno.ENOENT, "dataset file not found", str(file))
     return file

@@ -35,10 +35,15 @@ from reco.evaluation.purchase import (
 )
 from reco.evaluation.systems import System
 from reco.events import Event
+from reco.exceptions import ConfigError
 from reco.settings import EngineSettings
 
 Embeddings = Literal["auto", "none", "item2vec", "als"]
 """``--embeddings``: which item vectors the engine trains first (auto: ALS when weighted)."""
+
+
+class EvalConfigError(ConfigError, ValueError):
+    """Options of ``reco eval`` that do not go together; the message says which."""
 
 
 @dataclass(frozen=True)
@@ -117,20 +122,24 @@ def _check(config: EvalConfig) -> None:
     unknown = [b for b in config.baselines if b not in BASELINES]
     if unknown:
         known = ", ".join(BASELINES)
-        raise ValueError(f"unknown baseline(s) {', '.join(unknown)}; known: {known}")
+        raise EvalConfigError(f"unknown baseline(s) {', '.join(unknown)}; known: {known}")
     if config.k < 1:
-        raise ValueError(f"--k must be at least 1, got {config.k}")
+        raise EvalConfigError(f"--k must be at least 1, got {config.k}")
     if config.target == "purchase" and config.protocol != "next":
-        raise ValueError("--target purchase belongs to the next protocol")
+        raise EvalConfigError("--target purchase belongs to the next protocol")
     if config.unit != "session" and config.target != "purchase":
-        raise ValueError("--unit applies to --target purchase only")
+        raise EvalConfigError("--unit applies to --target purchase only")
     if config.protocol == "user":
         if config.test is not None or config.split_days is not None:
-            raise ValueError("the user protocol holds out each user's last event: no test split")
+            raise EvalConfigError(
+                "the user protocol holds out each user's last event: no test split"
+            )
         if config.mode == "online":
-            raise ValueError("the user protocol has no replay, so no online mode")
+            raise EvalConfigError("the user protocol has no replay, so no online mode")
     elif (config.test is None) == (config.split_days is None):
-        raise ValueError("the next protocol needs exactly one of --test FILE and --split-days D")
+        raise EvalConfigError(
+            "the next protocol needs exactly one of --test FILE and --split-days D"
+        )
 
 
 def _run_user(
