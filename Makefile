@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DATA_DIR ?= .reco-data
 PORT ?= 8080
 
-.PHONY: help venv run run-stack test test-unit test-repeat test-deps bench lint fmt clean
+.PHONY: help venv run run-stack test test-unit test-repeat test-deps bench lint fmt crd clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,15 +49,18 @@ test-unit: $(STAMP) ## Only the tests that start no server
 	$(BIN)/python -m pytest -m "not integration and not embedded"
 
 lint: $(STAMP) ## ruff, mypy (strict) and the import-linter contracts
-	$(BIN)/ruff check services tests benchmarks tools
-	$(BIN)/ruff format --check services tests benchmarks tools
+	$(BIN)/ruff check services operator tests benchmarks tools
+	$(BIN)/ruff format --check services operator tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/mypy --strict --explicit-package-bases tools/*.py
 	$(BIN)/lint-imports
 
+crd: $(STAMP) ## Regenerate the RecoEngine CRD from the operator's spec model and the engine's settings
+	$(BIN)/python -m reco_operator.crd --write manifests/crd/recoengines.recoengine.io.yaml
+
 fmt: $(STAMP) ## Format and fix what ruff can
-	$(BIN)/ruff format services tests benchmarks tools
-	$(BIN)/ruff check --fix services tests benchmarks tools
+	$(BIN)/ruff format services operator tests benchmarks tools
+	$(BIN)/ruff check --fix services operator tests benchmarks tools
 
 clean: ## Remove the virtualenv, caches and the demo data directory
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache

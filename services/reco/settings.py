@@ -23,19 +23,19 @@ DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 3.0, "fav": 3.0, "cart": 5.0, "pu
 class SignalWeights(BaseModel):
     """Weights of the hybrid score: each signal is normalised to [0, 1] per request first."""
 
-    coview: float = Field(1.0, ge=0)
-    sequence: float = Field(1.0, ge=0)
+    coview: float = Field(1.0, ge=0, description="Items viewed together with the recent ones.")
+    sequence: float = Field(1.0, ge=0, description="Items often viewed next after the recent ones.")
     # Chosen on inner splits of Diginetica's and MovieLens's training parts (docs/tuning.md,
     # docs/evaluation.md): 1 lies inside Diginetica's plateau (0 to 4) and is MovieLens's
     # best; ALS vectors at 0.5 raise inner HR@20 .554 -> .597 on Diginetica and NDCG@10
     # .122 -> .131 on MovieLens. The embedding term needs a trained model (reco train).
-    neighbours: float = Field(1.0, ge=0)
-    embedding: float = Field(0.5, ge=0)
-    popularity: float = Field(0.1, ge=0)
+    neighbours: float = Field(1.0, ge=0, description="Items of similar recent sessions.")
+    embedding: float = Field(0.5, ge=0, description="Items near the recent ones in vector space.")
+    popularity: float = Field(0.1, ge=0, description="Popular right now (time-decayed).")
     # Chosen on an inner split of Diginetica's training part (docs/evaluation.md): a
     # quarter of next views repeat a session item, which the api shows only to pages that
     # ask for seen items (exclude_seen=false).
-    recency: float = Field(4.0, ge=0)
+    recency: float = Field(4.0, ge=0, description="Items the user saw, most recent first.")
 
 
 class EngineSettings(BaseSettings):
@@ -47,10 +47,16 @@ class EngineSettings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
         description="Accepted event types and their weight in co-view and popularity.",
     )
-    weights: SignalWeights = Field(default_factory=SignalWeights)
+    weights: SignalWeights = Field(
+        default_factory=SignalWeights, description="Weights of the hybrid score's signals."
+    )
 
-    popularity_half_life_s: float = Field(3 * 86400.0, gt=0)
-    coview_half_life_s: float = Field(30 * 86400.0, gt=0)
+    popularity_half_life_s: float = Field(
+        3 * 86400.0, gt=0, description="Half-life of popularity (trending) scores."
+    )
+    coview_half_life_s: float = Field(
+        30 * 86400.0, gt=0, description="Half-life of co-view and sequence scores."
+    )
     session_gap_s: float = Field(1800.0, gt=0, description="Inactivity that starts a new session.")
     coview_window: int = Field(10, ge=1, description="Earlier session items paired with a new one.")
     sequence_steps: int = Field(3, ge=1, description="How far back a transition i -> j reaches.")
@@ -83,13 +89,15 @@ class EngineSettings(BaseSettings):
         30.0, ge=0, description="How often the api looks for a newer trained model; 0: never."
     )
     new_item_boost: float = Field(0.0, ge=0, description="Score boost of new catalog items.")
-    new_item_days: float = Field(7.0, ge=0)
+    new_item_days: float = Field(7.0, ge=0, description="How long a catalog item counts as new.")
 
-    max_batch_events: int = Field(1000, ge=1)
-    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
-    max_future_skew_s: float = Field(300.0, ge=0)
+    max_batch_events: int = Field(1000, ge=1, description="Events (or items) per request.")
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="Request body limit.")
+    max_future_skew_s: float = Field(
+        300.0, ge=0, description="How far in the future an event's timestamp may be."
+    )
     cache_ttl_s: float = Field(5.0, ge=0, description="Response cache; 0 disables it.")
-    cache_size: int = Field(10_000, ge=0)
+    cache_size: int = Field(10_000, ge=0, description="Responses kept in the response cache.")
 
     @field_validator("event_weights")
     @classmethod
@@ -98,6 +106,56 @@ class EngineSettings(BaseSettings):
             if not name or weight < 0:
                 raise ValueError(f"event type {name!r} needs a name and a weight >= 0")
         return value
+
+
+# Which engine settings each role reads. The Kubernetes operator rolls a role's pods only
+# when one of its own settings changes; a new setting must be listed under every role that
+# reads it (tests/unit/test_settings.py checks that every setting is listed somewhere).
+_STORE_CAPS = frozenset(
+    {
+        "max_related_per_item",
+        "max_popular",
+        "max_sessions",
+        "dedupe_window",
+        "neighbour_sessions_per_item",
+    }
+)
+ROLE_SETTINGS: dict[str, frozenset[str]] = {
+    "ingest": frozenset(
+        {"event_weights", "max_batch_events", "max_body_bytes", "max_future_skew_s"}
+    ),
+    "processor": _STORE_CAPS
+    | {
+        "event_weights",
+        "session_gap_s",
+        "coview_window",
+        "sequence_steps",
+        "max_recent_items",
+        "max_purchases",
+        "max_session_items",
+        "coview_half_life_s",
+        "popularity_half_life_s",
+    },
+    "archiver": frozenset(),
+    "api": _STORE_CAPS
+    | {
+        "weights",
+        "context_items",
+        "related_per_item",
+        "history_decay",
+        "neighbour_sample",
+        "neighbour_k",
+        "embedding_candidates",
+        "model_refresh_s",
+        "new_item_boost",
+        "new_item_days",
+        "popularity_half_life_s",
+        "cache_ttl_s",
+        "cache_size",
+        "max_batch_events",
+        "max_body_bytes",
+    },
+}
 
 
 Keys = Annotated[list[SecretStr], NoDecode]
@@ -150,6 +208,15 @@ class StackSettings(HttpSettings):
 
     host: str = "0.0.0.0"
     kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How the Kafka clients connect (librdkafka security.protocol)."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_ca_location: str = Field("", description="CA bundle (PEM file) to verify brokers.")
+    kafka_ssl_certificate_location: str = Field("", description="Client certificate (mTLS).")
+    kafka_ssl_key_location: str = Field("", description="Client key (mTLS).")
     topic: str = "reco.events"
     topic_partitions: int = Field(12, ge=1, description="Upper bound of processor replicas.")
     topic_replication: int = Field(1, ge=1)
@@ -170,6 +237,22 @@ class StackSettings(HttpSettings):
     postgres_timeout_s: float = Field(
         10.0, gt=0, description="Connecting to PostgreSQL and each statement (statement_timeout)."
     )
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """The librdkafka connection settings every client of the cluster shares."""
+        config = {"security.protocol": self.kafka_security_protocol.lower()}
+        if self.kafka_security_protocol.startswith("SASL"):
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+            config["sasl.username"] = self.kafka_sasl_username
+            config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        for key, path in (
+            ("ssl.ca.location", self.kafka_ssl_ca_location),
+            ("ssl.certificate.location", self.kafka_ssl_certificate_location),
+            ("ssl.key.location", self.kafka_ssl_key_location),
+        ):
+            if path:
+                config[key] = path
+        return config
 
 
 class IngestSettings(StackSettings):

@@ -36,6 +36,7 @@ def ensure_event_topic(settings: StackSettings) -> int:
         settings.topic,
         settings.topic_partitions,
         settings.topic_replication,
+        client_config=settings.kafka_client_config(),
         timeout_s=settings.kafka_timeout_s,
     )
 
@@ -56,7 +57,10 @@ def open_consumer(settings: ConsumerSettings, group: str, metrics: BackendMetric
         settings.kafka_bootstrap,
         settings.topic,
         group,
-        config={"session.timeout.ms": settings.session_timeout_ms},
+        config={
+            **settings.kafka_client_config(),
+            "session.timeout.ms": settings.session_timeout_ms,
+        },
         timeout_s=settings.kafka_timeout_s,
         on_timeout=lambda backend, op: metrics.backend_timeouts.labels(backend, op).inc(),
     )

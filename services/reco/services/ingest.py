@@ -24,7 +24,10 @@ def create_app(settings: IngestSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ensure_event_topic(settings)
         producer = state["producer"] = KafkaProducer(
-            settings.kafka_bootstrap, settings.topic, delivery_timeout_s=settings.produce_timeout_s
+            settings.kafka_bootstrap,
+            settings.topic,
+            delivery_timeout_s=settings.produce_timeout_s,
+            config=settings.kafka_client_config(),
         )
         app.state.ingest = IngestService(producer, settings, metrics)
         try:

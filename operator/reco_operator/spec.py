@@ -1,0 +1,373 @@
+"""The ``RecoEngine`` spec: the source of the CRD's schema and the operator's typed view of it.
+
+Field names are the engine's in snake_case and the CRD's in camelCase (pydantic aliases).
+``engine`` is the engine's own settings model (``reco.settings.EngineSettings``), turned
+into camelCase by :func:`engine_key` (``popularity_half_life_s`` becomes
+``popularityHalfLifeSeconds``); its schema is generated from that model, so that a setting
+added to the engine appears in the CRD the next time ``make crd`` runs (a test fails until
+it does).
+
+CEL rules travel with the models (``x-kubernetes-validations``): the API server refuses a
+spec that breaks one, with the rule's message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from reco import __version__
+from reco.settings import EngineSettings
+
+DEFAULT_REPOSITORY = "ghcr.io/reco-engine/reco-engine"
+ROLES = ("ingest", "processor", "archiver", "api")
+
+
+def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
+    """``x-kubernetes-validations`` for a model or field: (rule, message) pairs."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+PRESERVE: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
+"""A subtree whose shape is Kubernetes' own (affinity, topology spread, valueFrom): the API
+server keeps it as given and the Deployment's own validation checks it."""
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class SecretKeyRef(CamelModel):
+    """A key of a Secret in the RecoEngine's namespace."""
+
+    name: str = Field(min_length=1, description="Name of the Secret.")
+    key: str = Field(min_length=1, description="Key within the Secret.")
+
+
+class LocalObjectReference(CamelModel):
+    name: str = Field(min_length=1)
+
+
+class ImageSpec(CamelModel):
+    """The engine image: one image for every role, the role is its command."""
+
+    repository: str = Field(DEFAULT_REPOSITORY, min_length=1, description="Image repository.")
+    tag: str = Field(
+        __version__, min_length=1, description="Image tag; defaults to the operator's version."
+    )
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="When the kubelet pulls the image."
+    )
+    pull_secrets: list[LocalObjectReference] = Field(
+        default_factory=list, description="Secrets to pull the image from a private registry."
+    )
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+class KafkaSaslSpec(CamelModel):
+    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism."
+    )
+    secret_name: str = Field(min_length=1, description="Secret holding the credentials.")
+    username_key: str = Field("username", min_length=1)
+    password_key: str = Field("password", min_length=1)
+
+
+class KafkaTlsSpec(CamelModel):
+    secret_name: str = Field(
+        min_length=1, description="Secret with the CA bundle (and a client cert/key for mTLS)."
+    )
+    ca_key: str = Field("ca.crt", min_length=1, description="Key of the CA bundle (PEM).")
+    certificate_key: str | None = Field(None, description="Key of the client certificate.")
+    key_key: str | None = Field(None, description="Key of the client private key.")
+
+
+class KafkaSpec(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!self.securityProtocol.startsWith('SASL') || has(self.sasl)",
+                "securityProtocol SASL_PLAINTEXT or SASL_SSL needs spec.kafka.sasl "
+                "(the mechanism and the Secret with the credentials)",
+            ),
+            (
+                "!self.securityProtocol.endsWith('SSL') || has(self.tls)",
+                "securityProtocol SSL or SASL_SSL needs spec.kafka.tls (the Secret with the "
+                "CA bundle that verifies the brokers)",
+            ),
+            (
+                "!has(oldSelf.partitions) || self.topic != oldSelf.topic "
+                "|| self.partitions >= oldSelf.partitions",
+                "Kafka cannot take partitions away from a topic: spec.kafka.partitions can "
+                "only grow (or set a new spec.kafka.topic)",
+            ),
+        )
+    )
+
+    bootstrap_servers: str = Field(
+        min_length=1, description="Kafka brokers, host:port[,host:port...]."
+    )
+    topic: str = Field(
+        "reco.events",
+        pattern=r"^[a-zA-Z0-9._-]{1,249}$",
+        description="The event topic; created by the operator when missing.",
+    )
+    partitions: int = Field(
+        12,
+        ge=1,
+        le=10000,
+        description=(
+            "Partitions of the topic: the most processors that can share the work. Raised on "
+            "the broker when raised here; never lowered."
+        ),
+    )
+    replication_factor: int = Field(1, ge=1, le=32, description="Replicas of each partition.")
+    processor_group: str = Field("reco-processor", min_length=1)
+    archiver_group: str = Field("reco-archiver", min_length=1)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl: KafkaSaslSpec | None = None
+    tls: KafkaTlsSpec | None = None
+
+
+class RedisSpec(CamelModel):
+    url_secret_ref: SecretKeyRef = Field(
+        description="redis://, rediss:// or unix:// URL (with its password) in a Secret."
+    )
+    prefix: str = Field("reco:", min_length=1, description="Prefix of every feature key.")
+
+
+class PostgresSpec(CamelModel):
+    url_secret_ref: SecretKeyRef = Field(
+        description="postgresql:// URL (with its password) in a Secret."
+    )
+
+
+class ResourceRequirements(CamelModel):
+    requests: dict[str, int | str] = Field(default_factory=dict)
+    limits: dict[str, int | str] = Field(default_factory=dict)
+
+
+class Toleration(CamelModel):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class EnvVar(CamelModel):
+    name: str = Field(pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+    value: str | None = None
+    value_from: dict[str, Any] | None = Field(None, json_schema_extra=PRESERVE)
+
+
+class PodDisruptionBudgetSpec(CamelModel):
+    enabled: bool = Field(True, description="A PodDisruptionBudget for this component.")
+    max_unavailable: int = Field(
+        1, ge=1, description="Pods a voluntary disruption (a node drain) may take at once."
+    )
+
+
+class ComponentSpec(CamelModel):
+    """Replicas and scheduling of one role's Deployment."""
+
+    replicas: int = Field(1, ge=0, le=1000, description="Pods of this role.")
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements, description="Container requests and limits."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    affinity: dict[str, Any] = Field(default_factory=dict, json_schema_extra=PRESERVE)
+    topology_spread_constraints: list[dict[str, Any]] = Field(
+        default_factory=list, json_schema_extra={"items": {"type": "object", **PRESERVE}}
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, description="Extra environment variables (RECO_* overrides)."
+    )
+    pod_disruption_budget: PodDisruptionBudgetSpec = Field(default_factory=PodDisruptionBudgetSpec)
+
+
+class IngestSpec(ComponentSpec):
+    replicas: int = Field(2, ge=0, le=1000, description="Pods of ingest (stateless).")
+
+
+class ProcessorSpec(ComponentSpec):
+    replicas: int = Field(
+        2, ge=0, le=1000, description="Pods of the processor: at most one per partition works."
+    )
+
+
+class ArchiverSpec(ComponentSpec):
+    replicas: int = Field(1, ge=0, le=1000, description="Pods of the archiver.")
+
+
+class ApiSpec(ComponentSpec):
+    replicas: int = Field(2, ge=0, le=1000, description="Pods of the api (stateless).")
+
+
+class TrainingSpec(CamelModel):
+    """A CronJob running ``reco train``: item vectors from the archive, a new model version."""
+
+    schedule: str = Field("0 3 * * *", min_length=9, description="Cron schedule (UTC).")
+    suspend: bool = False
+    algorithm: Literal["als", "item2vec"] = "als"
+    since_days: float | None = Field(None, gt=0, description="Train on the last N days only.")
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    active_deadline_seconds: int = Field(
+        3600, ge=60, description="A training run still going after this is stopped."
+    )
+
+
+class ScaleBounds(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas")
+        )
+    )
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(10, ge=1)
+
+
+class AutoscalingSpec(CamelModel):
+    """Reserved for autoscaling (the processor by consumer lag, the api by latency)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={**PRESERVE, "description": __doc__})
+
+    enabled: bool = False
+    processor: ScaleBounds | None = None
+    api: ScaleBounds | None = None
+
+
+class ServiceMonitorSpec(CamelModel):
+    enabled: bool | None = Field(
+        None,
+        description=(
+            "A Prometheus Operator ServiceMonitor for the four roles; unset: when its CRD "
+            "is installed."
+        ),
+    )
+    interval: str = Field("30s", pattern=r"^[0-9]+(ms|s|m|h)$")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Labels your Prometheus selects ServiceMonitors by."
+    )
+
+
+class MonitoringSpec(CamelModel):
+    service_monitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec)
+
+
+class NetworkPolicySpec(CamelModel):
+    enabled: bool = Field(False, description="NetworkPolicies that admit only the roles' ports.")
+    ingress_from: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            "NetworkPolicyPeers allowed to reach ingest and the api; empty: any. The "
+            "processor's and archiver's metrics ports admit the namespace only."
+        ),
+        json_schema_extra={"items": {"type": "object", **PRESERVE}},
+    )
+
+
+class AccessSpec(CamelModel):
+    api_keys_secret_ref: SecretKeyRef | None = Field(
+        None, description="Comma-separated write keys (POST /events, PUT /items)."
+    )
+    read_api_keys_secret_ref: SecretKeyRef | None = Field(
+        None, description="Comma-separated read keys; unset: open reads."
+    )
+    rate_limit_per_second: float = Field(0.0, ge=0, description="Per client and pod; 0: off.")
+
+
+class RecoEngineSpec(CamelModel):
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "self.processor.replicas <= self.kafka.partitions",
+                "spec.processor.replicas must be <= spec.kafka.partitions: a consumer group "
+                "gives each partition to one member, so extra processors would sit idle",
+            ),
+        )
+    )
+
+    image: ImageSpec = Field(default_factory=ImageSpec)
+    kafka: KafkaSpec
+    redis: RedisSpec
+    postgres: PostgresSpec
+    ingest: IngestSpec = Field(default_factory=IngestSpec)
+    processor: ProcessorSpec = Field(default_factory=ProcessorSpec)
+    archiver: ArchiverSpec = Field(default_factory=ArchiverSpec)
+    api: ApiSpec = Field(default_factory=ApiSpec)
+    engine: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Engine settings: weights, event weights, rules, caps (generated schema).",
+    )
+    training: TrainingSpec | None = Field(
+        None, description="Set to run `reco train` on a schedule (a CronJob)."
+    )
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
+    network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
+    access: AccessSpec = Field(default_factory=AccessSpec)
+
+    def component(self, role: str) -> ComponentSpec:
+        spec: ComponentSpec = getattr(self, role)
+        return spec
+
+    def engine_settings(self) -> EngineSettings:
+        """The engine settings the spec gives, validated by the engine's own model."""
+        values = {ENGINE_FIELDS[key]: value for key, value in self.engine.items()}
+        return EngineSettings.model_validate(values)
+
+
+# -- the engine's settings under camelCase names ---------------------------------------------
+
+
+def engine_key(field: str) -> str:
+    """``popularity_half_life_s`` -> ``popularityHalfLifeSeconds``: camelCase, and the
+    engine's ``_s`` suffix spelled out, as Kubernetes names durations."""
+    if field.endswith("_s"):
+        field = field[:-2] + "_seconds"
+    return to_camel(field)
+
+
+ENGINE_FIELDS: dict[str, str] = {engine_key(f): f for f in EngineSettings.model_fields}
+"""camelCase key in ``spec.engine`` -> the engine's setting name."""
+
+
+class InvalidSpec(ValueError):
+    """A spec the API server accepted but the engine would refuse; the message says where."""
+
+
+def parse_spec(spec: dict[str, Any]) -> RecoEngineSpec:
+    """The typed spec, or ``InvalidSpec`` naming each field that is wrong."""
+    try:
+        parsed = RecoEngineSpec.model_validate(spec)
+    except ValidationError as exc:
+        raise InvalidSpec(_describe(exc, "spec")) from None
+    unknown = sorted(set(parsed.engine) - set(ENGINE_FIELDS))
+    if unknown:
+        raise InvalidSpec(f"spec.engine: unknown settings {', '.join(unknown)}")
+    try:
+        parsed.engine_settings()
+    except ValidationError as exc:
+        raise InvalidSpec(_describe(exc, "spec.engine", rename=engine_key)) from None
+    return parsed
+
+
+def _describe(exc: ValidationError, prefix: str, rename: Any = str) -> str:
+    parts = []
+    for error in exc.errors(include_url=False):
+        path = [
+            rename(p) if i == 0 and isinstance(p, str) else str(p)
+            for i, p in enumerate(error["loc"])
+        ]
+        parts.append(f"{'.'.join([prefix, *path])}: {error['msg']}")
+    return "; ".join(parts)
