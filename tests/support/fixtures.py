@@ -30,8 +30,11 @@ from reco.local.servers import (
     RedisServer,
     ServerError,
 )
+from tests.support.kube import TEST_CONTEXT, ControlPlane
 
 __all__ = [
+    "control_plane",
+    "k8s_namespace",
     "kafka_admin",
     "kafka_group_id",
     "kafka_server",
@@ -175,3 +178,40 @@ def pg_conn(pg_database: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to this test's fresh database."""
     with psycopg.connect(pg_database, autocommit=True) as conn:
         yield conn
+
+
+# -- Kubernetes ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, once per
+    session (the first use builds the binaries if the cache lacks them: ~12 minutes)."""
+    with ControlPlane() as plane:
+        _refuse_foreign_context(plane)
+        yield plane
+
+
+def _refuse_foreign_context(plane: ControlPlane) -> None:
+    """Cluster tests create and delete freely: make sure every kubectl and helm they run
+    talks to the suite's own cluster, never to a context a developer's KUBECONFIG names."""
+    context = plane.kubectl("config", "current-context").strip()
+    server = plane.kubectl(
+        "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"
+    )
+    if context != TEST_CONTEXT or server != plane.server:
+        raise RuntimeError(
+            f"refusing to run cluster tests against context {context!r} at {server}: "
+            f"only the suite's own {TEST_CONTEXT!r} at {plane.server}"
+        )
+
+
+@pytest.fixture
+def k8s_namespace(request: pytest.FixtureRequest, control_plane: ControlPlane) -> Iterator[str]:
+    """A namespace of this test's own, deleted afterwards (without waiting for it)."""
+    name = _unique_name(request, "t", max_len=63).lower().replace("_", "-").replace(".", "-")
+    control_plane.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 VERSION = "v1.37.2"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+TEST_CONTEXT = "reco-test"
 # Components start in this order and stop in the reverse one.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
