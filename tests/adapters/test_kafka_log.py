@@ -4,6 +4,7 @@ of several members, topic management and the dead-letter topic's headers."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -182,6 +183,56 @@ def test_two_members_split_four_partitions_and_count_assignments(
     second.close()
     wait_until(lambda: owned(first) == {0, 1, 2, 3}, timeout_s=60)
     assert first.assignments() == 2, "partitions came back from another member"
+
+
+def test_a_commit_while_the_broker_stalls_never_holds_the_consumer(
+    kafka_server: KafkaServer, producer: KafkaProducer, kafka_topic: str, kafka_group_id: str
+) -> None:
+    """The deadlock that stopped a processor for good after a broker restart. A synchronous
+    commit sent as the coordinator went away waited for a new coordinator; the group
+    session expired meanwhile, so librdkafka revoked the partitions and waited for the
+    application to acknowledge that in its next poll, before rejoining the group; and the
+    application was the thread blocked in the commit. Nothing timed out: the commit sat in
+    the coordinator's queue (retried every socket.timeout.ms), and the consumer read
+    nothing, logged nothing (librdkafka's logs are delivered by poll) and would not close.
+
+    A commit now returns at once; polls go on, serve the revocation, rejoin, and the
+    consumer reads again once the broker answers."""
+    producer.produce(make_events(["a", "b"], per_user=3))
+    consumer = KafkaConsumer(
+        kafka_server.bootstrap,
+        kafka_topic,
+        kafka_group_id,
+        lag_refresh_s=0.1,
+        config={"heartbeat.interval.ms": 300, "session.timeout.ms": 6000},
+    )
+    poll_until(consumer, 6)
+    assignments = consumer.assignments()
+
+    kafka_server.pause()
+    try:
+        committed = threading.Event()
+        threading.Thread(
+            target=lambda: (consumer.commit({0: 6}), committed.set()), daemon=True
+        ).start()
+        # With the synchronous commit this waited as long as the broker did, and then on.
+        assert committed.wait(2), "commit waited for the broker"
+        # Past the 6 s session: the group revokes the partition; polling serves that.
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            assert consumer.poll(100, 0.2) == []
+    finally:
+        kafka_server.resume()
+
+    wait_until(lambda: consumer.poll(100, 0.2) == [] and consumer.assignments() > assignments, 60)
+    producer.produce(make_events(["c"], per_user=1))
+    # Whether the stalled commit landed before the rejoin decides where reading resumes
+    # (offset 6, or 0 again for the processor to skip): either way the new record comes.
+    seen: list[int] = []
+    wait_until(lambda: seen.extend(r.offset for r in consumer.poll(100, 0.2)) or 6 in seen, 30)
+    consumer.commit({0: 7})  # as the processor does after a reassignment
+    wait_until(lambda: consumer.poll(100, 0.1) == [] and consumer.lag() == {0: 0}, timeout_s=30)
+    consumer.close()
 
 
 def test_a_member_reads_on_after_a_rebalance_without_losing_records(
