@@ -7,7 +7,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import wait_until
+from tests.conftest import caught_up, wait_until
 
 pytestmark = pytest.mark.api
 
@@ -33,7 +33,13 @@ def _browse(client: TestClient) -> None:
     response = client.post("/events", json=events)
     assert response.status_code == 202
     assert response.json()["accepted"] == len(events)
-    wait_until(lambda: client.get("/popular").json()["items"])
+    _applied(client)
+
+
+def _applied(client: TestClient) -> None:
+    """Every event posted so far is in the features (the processor applies in the
+    background; a test that reads right after posting would race it)."""
+    wait_until(caught_up(client.app.state.engine))  # type: ignore[attr-defined]
 
 
 def _ids(body: dict) -> list[str]:  # type: ignore[type-arg]
@@ -88,6 +94,7 @@ def test_session_recommendations(client: TestClient) -> None:
 def test_rule_options(client: TestClient) -> None:
     _browse(client)
     client.post("/events", json={"user_id": "s1", "item_id": "x", "type": "view"})
+    _applied(client)
     params = {"user_id": "s1", "count": 10}
 
     def ids(**extra: object) -> list[str]:

@@ -10,13 +10,25 @@ docs/operations.md lists what each role checks."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from fastapi import APIRouter, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, Field
 
 ReadinessCheck = Callable[[], bool]
+
+
+class ProbeReport(BaseModel):
+    status: str = Field(description="alive / stalled, or ready / not ready.")
+    checks: dict[str, bool] = Field(description="Each check by name: passed or not.")
+
+
+_REPORTS: dict[int | str, dict[str, Any]] = {
+    503: {"model": ProbeReport, "description": "A check failed; `checks` says which."}
+}
 
 
 def probes_router(
@@ -27,11 +39,21 @@ def probes_router(
     router = APIRouter(tags=["operations"])
     liveness = dict(live_checks or {})
 
-    @router.get("/health/live", summary="The process works; 503: restart it")
+    @router.get(
+        "/health/live",
+        summary="The process works; 503: restart it",
+        response_model=ProbeReport,
+        responses=_REPORTS,
+    )
     async def live() -> JSONResponse:
         return _report(liveness, "alive", "stalled")
 
-    @router.get("/health/ready", summary="Every backend answers and the features are current")
+    @router.get(
+        "/health/ready",
+        summary="Every backend answers and the features are current; 503: send no traffic",
+        response_model=ProbeReport,
+        responses=_REPORTS,
+    )
     async def ready() -> JSONResponse:
         # Readiness asks the backends, which may take up to their timeouts: off the event
         # loop, so that a slow Redis does not also hold /health/live and the requests.
