@@ -1,0 +1,302 @@
+"""kopf handlers: thin, each one hands the RecoEngine to :func:`reconcile`.
+
+One reconcile does everything, in an order that never leaves a half-made engine: read the
+spec (refused: nothing is touched), the Secrets it references (one missing: nothing is
+created until it exists), the topic (Kafka unreachable before the first rollout: nothing
+is created either), then apply every child with server-side apply, delete the children the
+spec no longer asks for, and write the status. It runs on create, on every spec change,
+when the operator starts (resume), on a timer (drift repair: a child edited or deleted by
+hand comes back), and at once when a child is deleted.
+
+Errors follow kopf's contract: ``TemporaryError`` (retried after a delay) while something
+outside the spec is missing or unreachable, ``PermanentError`` for a spec that can never
+work (kopf retries it only once the spec changes). Each one is also a condition and a
+Kubernetes Event saying what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from typing import Any, cast
+
+import kopf
+
+from reco_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from reco_operator.builders import Engine, all_secret_refs, children, missing_secrets
+from reco_operator.kube import Cluster
+from reco_operator.spec import ROLES, InvalidSpec, RecoEngineSpec, parse_spec
+from reco_operator.status import Problem, Replicas, replicas_of, status
+from reco_operator.topics import KafkaUnreachable, TopicRefused, TopicState, ensure_topic
+
+log = logging.getLogger(__name__)
+
+SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+OWNED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
+
+
+class Operator:
+    """State the handlers share: the API client, the repair interval, one lock per engine
+    (the timer and a handler must not reconcile one engine at once), and the problems each
+    engine had at its last reconcile (a child's status change rewrites the status with them)."""
+
+    def __init__(self, cluster: Cluster | None = None, repair_interval_s: float = 60.0) -> None:
+        self.cluster = cluster or Cluster()
+        self.repair_interval_s = repair_interval_s
+        self.locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self.problems: dict[str, list[Problem]] = {}
+
+
+OPERATOR = Operator()
+
+
+def configure(operator: Operator) -> None:
+    global OPERATOR
+    OPERATOR = operator
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # kopf's bookkeeping under our own API group, not kopf.zalando.org.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.posting.reporting_component = FIELD_MANAGER
+    # One leader is elected with a Lease (see __main__); kopf's own peering stays off.
+    settings.peering.standalone = True
+    settings.watching.server_timeout = 270
+    settings.execution.max_workers = 8
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+def on_spec(body: kopf.Body, **_: Any) -> None:
+    reconcile(OPERATOR, dict(body))
+
+
+def repair(body: kopf.Body, **_: Any) -> None:
+    """Drift repair: a timer registered by :func:`register_repair` at start."""
+    try:
+        reconcile(OPERATOR, dict(body))
+    except (kopf.TemporaryError, kopf.PermanentError) as exc:
+        log.info("repair of %s/%s: %s", body.metadata.namespace, body.metadata.name, exc)
+
+
+@kopf.on.event(group="apps", version="v1", plural="deployments", labels=OWNED)
+def deployment_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """A Deployment's status moved: the RecoEngine's replicas and conditions follow at
+    once. One deleted by hand comes back at once."""
+    _child_event(event, body)
+
+
+@kopf.on.event(group="", version="v1", plural="services", labels=OWNED)
+@kopf.on.event(group="", version="v1", plural="configmaps", labels=OWNED)
+@kopf.on.event(group="policy", version="v1", plural="poddisruptionbudgets", labels=OWNED)
+@kopf.on.event(group="batch", version="v1", plural="cronjobs", labels=OWNED)
+def other_child_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        _child_event(event, body)
+
+
+def _child_event(event: kopf.RawEvent, body: kopf.Body) -> None:
+    owner = next(
+        (o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "RecoEngine"),
+        None,
+    )
+    if owner is None:
+        return
+    namespace = body.metadata.namespace or ""
+    engine = OPERATOR.cluster.engine(namespace, owner["name"])
+    if engine is None or engine["metadata"].get("uid") != owner.get("uid"):
+        return  # the owner is gone (garbage collection is deleting this child)
+    if engine["metadata"].get("deletionTimestamp"):
+        return
+    if event.get("type") == "DELETED":
+        log.info("%s %s/%s deleted: recreating it", body.get("kind"), namespace, body.metadata.name)
+        try:
+            reconcile(OPERATOR, engine)
+        except (kopf.TemporaryError, kopf.PermanentError) as exc:
+            log.info("recreating children of %s/%s: %s", namespace, owner["name"], exc)
+    else:
+        refresh_status(OPERATOR, engine)
+
+
+def register_repair(interval_s: float) -> None:
+    kopf.timer(GROUP, VERSION, PLURAL, interval=interval_s, initial_delay=interval_s)(repair)
+
+
+@kopf.on.probe(id="engines")
+def probe_engines(**_: Any) -> int:
+    return len(OPERATOR.problems)
+
+
+# -- the work ------------------------------------------------------------------------------------
+
+
+def reconcile(op: Operator, body: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    with op.locks[meta["uid"]]:
+        _reconcile(op, body)
+
+
+def _reconcile(op: Operator, body: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    name, namespace, uid = meta["name"], meta["namespace"], meta["uid"]
+    try:
+        spec = parse_spec(body.get("spec") or {})
+    except InvalidSpec as exc:
+        _stop(op, body, None, Problem("InvalidSpec", f"{exc}; fix the spec"), permanent=True)
+        return
+    names = {ref.name for ref in all_secret_refs(spec)}
+    secrets = op.cluster.secrets(namespace, names)
+    missing = missing_secrets(spec, secrets)
+    if missing:
+        message = (
+            f"Secret keys not found in namespace {namespace}: {', '.join(missing)}; create "
+            "them (nothing is deployed until they exist)"
+        )
+        _stop(op, body, spec, Problem("SecretMissing", message), delay=15)
+        return
+
+    problems: list[Problem] = []
+    known = ((body.get("status") or {}).get("topic") or {}).get("partitions")
+    try:
+        topic = ensure_topic(spec.kafka, secrets)
+    except KafkaUnreachable as exc:
+        problem = Problem("KafkaUnreachable", f"{exc}; check spec.kafka and the brokers")
+        if known is None:  # never rolled out: the roles would only crash-loop
+            _stop(op, body, spec, problem, delay=30)
+            return
+        problems.append(Problem(problem.reason, problem.message, blocking=False))
+        topic = TopicState(spec.kafka.topic, int(known))
+    except TopicRefused as exc:
+        _stop(op, body, spec, Problem("TopicRefused", f"{exc}; change spec.kafka"), delay=60)
+        return
+    _topic_events(body, topic, known, problems)
+
+    engine = Engine(
+        name=name,
+        namespace=namespace,
+        uid=uid,
+        spec=spec,
+        partitions=topic.partitions,
+        secrets=secrets,
+        service_monitor_crd=op.cluster.crd_installed(SERVICE_MONITOR_CRD),
+    )
+    _apply_children(op, body, engine)
+    op.problems[uid] = problems
+    _write_status(op, body, spec, problems, topic.partitions)
+
+
+def _topic_events(
+    body: dict[str, Any], topic: TopicState, known: int | None, problems: list[Problem]
+) -> None:
+    if topic.created:
+        message = f"created topic {topic.name} with {topic.partitions} partitions"
+        _event("info", body, reason="TopicCreated", message=message)
+    if topic.raised_from is not None:
+        message = f"raised topic {topic.name} from {topic.raised_from} to {topic.partitions}"
+        _event("info", body, reason="TopicPartitionsRaised", message=f"{message} partitions")
+    if topic.wanted is not None:
+        message = (
+            f"topic {topic.name} has {topic.partitions} partitions and Kafka cannot take "
+            f"partitions away: spec.kafka.partitions {topic.wanted} is not applied (the "
+            f"roles use {topic.partitions}); set it to {topic.partitions} or more"
+        )
+        problems.append(Problem("PartitionsNotReduced", message, blocking=False))
+        if known != topic.partitions or not _has_condition(body, "PartitionsNotReduced"):
+            _event("warn", body, reason="PartitionsNotReduced", message=message)
+
+
+def _apply_children(op: Operator, body: dict[str, Any], engine: Engine) -> None:
+    wanted = children(engine)
+    for manifest in wanted:
+        applied = op.cluster.apply(manifest)
+        if applied.changed:
+            verb = "created" if applied.created else "updated"
+            message = f"{verb} {applied.kind} {applied.name}"
+            log.info("%s/%s: %s", engine.namespace, engine.name, message)
+            _event("info", body, reason="Applied", message=message)
+    keep = {(m["kind"], m["metadata"]["name"]) for m in wanted}
+    for child in op.cluster.owned(engine.namespace, engine.name, engine.uid):
+        if (child.kind, child.name) not in keep:
+            op.cluster.delete(engine.namespace, child)
+            why = "the spec no longer asks for it"
+            _event(
+                "info", body, reason="Deleted", message=f"deleted {child.kind} {child.name}: {why}"
+            )
+
+
+def _stop(
+    op: Operator,
+    body: dict[str, Any],
+    spec: RecoEngineSpec | None,
+    problem: Problem,
+    *,
+    delay: float = 30,
+    permanent: bool = False,
+) -> None:
+    """Report why nothing more is done now, then tell kopf whether to retry."""
+    uid = body["metadata"]["uid"]
+    already = _has_condition(body, problem.reason)
+    op.problems[uid] = [problem]
+    _write_status(op, body, spec, [problem], None)
+    if not already:
+        _event("warn", body, reason=problem.reason, message=problem.message)
+    if permanent:
+        raise kopf.PermanentError(problem.message)
+    raise kopf.TemporaryError(problem.message, delay=delay)
+
+
+def _event(level: str, body: dict[str, Any], *, reason: str, message: str) -> None:
+    """A Kubernetes Event on the RecoEngine (kopf posts it in the background)."""
+    post = kopf.warn if level == "warn" else kopf.info
+    post(kopf.Body(cast(kopf.RawBody, body)), reason=reason, message=message)
+
+
+def _has_condition(body: dict[str, Any], reason: str) -> bool:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Degraded" and c.get("reason") == reason for c in conditions)
+
+
+def refresh_status(op: Operator, body: dict[str, Any]) -> None:
+    """Rewrite the status from the Deployments as they are now (no children touched)."""
+    uid = body["metadata"]["uid"]
+    if uid not in op.problems:
+        return  # not reconciled by this operator yet: the reconcile writes the status
+    try:
+        spec = parse_spec(body.get("spec") or {})
+    except InvalidSpec:
+        return
+    with op.locks[uid]:
+        known = ((body.get("status") or {}).get("topic") or {}).get("partitions")
+        _write_status(op, body, spec, op.problems[uid], known)
+
+
+def _write_status(
+    op: Operator,
+    body: dict[str, Any],
+    spec: RecoEngineSpec | None,
+    problems: list[Problem],
+    partitions: int | None,
+) -> None:
+    meta = body["metadata"]
+    deployments = op.cluster.deployments(meta["namespace"], meta["name"])
+    replicas: dict[str, Replicas] = {role: replicas_of(deployments.get(role)) for role in ROLES}
+    previous = body.get("status") or {}
+    if partitions is None:
+        partitions = (previous.get("topic") or {}).get("partitions")
+    new = status(
+        previous,
+        generation=int(meta.get("generation", 0)),
+        replicas=replicas,
+        problems=problems,
+        image=spec.image.reference if spec else previous.get("image", ""),
+        topic=spec.kafka.topic if spec else (previous.get("topic") or {}).get("name", ""),
+        partitions=partitions,
+    )
+    op.cluster.write_status(meta["namespace"], meta["name"], new)

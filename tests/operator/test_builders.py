@@ -1,0 +1,226 @@
+"""The pure builders: a RecoEngine's spec to its children's manifests, without a cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reco_operator.builders import (
+    CONFIG_HASH,
+    PORTS,
+    Engine,
+    children,
+    config_hash,
+    deployment,
+    engine_env,
+    missing_secrets,
+)
+from reco_operator.spec import ROLES, parse_spec
+from reco_operator.status import Problem, Replicas, conditions, replicas_of
+from tests.operator.test_crd import MINIMAL
+
+pytestmark = pytest.mark.unit
+
+SECRETS = {"backends": {"redis-url": "redis://r:6379/0", "database-url": "postgresql://u@p/db"}}
+
+
+def _engine(spec: dict[str, Any] | None = None, **kw: Any) -> Engine:
+    return Engine(
+        name="shop",
+        namespace="ns",
+        uid="uid-1",
+        spec=parse_spec({**MINIMAL, **(spec or {})}),
+        partitions=kw.pop("partitions", 12),
+        secrets=kw.pop("secrets", SECRETS),
+        **kw,
+    )
+
+
+def _by_kind(manifests: list[dict[str, Any]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for m in manifests:
+        out.setdefault(m["kind"], []).append(m["metadata"]["name"])
+    return out
+
+
+def _hash(engine: Engine, role: str) -> str:
+    value: str = deployment(engine, role)["spec"]["template"]["metadata"]["annotations"][
+        CONFIG_HASH
+    ]
+    return value
+
+
+def test_a_minimal_spec_gives_config_services_deployments_and_budgets() -> None:
+    kinds = _by_kind(children(_engine()))
+    assert kinds == {
+        "ConfigMap": ["shop-engine"],
+        "Service": [f"shop-{r}" for r in ROLES],
+        "Deployment": [f"shop-{r}" for r in ROLES],
+        "PodDisruptionBudget": [f"shop-{r}" for r in ROLES],
+    }
+
+
+def test_every_child_is_owned_labelled_and_namespaced() -> None:
+    for manifest in children(_engine()):
+        meta = manifest["metadata"]
+        assert meta["namespace"] == "ns"
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "recoengine.io/v1alpha1",
+                "kind": "RecoEngine",
+                "name": "shop",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert meta["labels"]["app.kubernetes.io/instance"] == "shop"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "reco-operator"
+
+
+def test_pods_pass_the_restricted_pod_security_profile() -> None:
+    for role in ROLES:
+        pod = deployment(_engine(), role)["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = pod["containers"]
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+def test_each_role_runs_its_command_on_its_port_with_probes_on_its_health() -> None:
+    for role in ROLES:
+        (container,) = deployment(_engine(), role)["spec"]["template"]["spec"]["containers"]
+        assert container["args"] == [role]
+        assert container["ports"] == [
+            {"name": "http", "containerPort": PORTS[role], "protocol": "TCP"}
+        ]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+        env = {e["name"]: e for e in container["env"]}
+        assert env["RECO_PORT"]["value"] == str(PORTS[role])
+        assert env["RECO_TOPIC_PARTITIONS"]["value"] == "12"
+
+
+def test_backend_urls_come_from_the_secrets_and_only_to_the_roles_that_use_them() -> None:
+    for role in ROLES:
+        (container,) = deployment(_engine(), role)["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert ("RECO_REDIS_URL" in env) == (role in ("processor", "api"))
+        assert ("RECO_DATABASE_URL" in env) == (role != "ingest")
+        if "RECO_REDIS_URL" in env:
+            assert env["RECO_REDIS_URL"]["valueFrom"] == {
+                "secretKeyRef": {"name": "backends", "key": "redis-url"}
+            }
+
+
+def test_the_config_map_holds_every_engine_setting_as_the_engine_reads_it() -> None:
+    env = engine_env(parse_spec({**MINIMAL, "engine": {"weights": {"coview": 2}}}))
+    assert env["RECO_POPULARITY_HALF_LIFE_S"] == "259200.0"
+    assert '"coview": 2.0' in env["RECO_WEIGHTS"]
+    assert env["RECO_EVENT_WEIGHTS"].startswith("{")
+
+
+def test_a_setting_rolls_exactly_the_roles_that_read_it() -> None:
+    base = _engine()
+    weights = _engine({"engine": {"weights": {"coview": 2.0}}})
+    types = _engine({"engine": {"eventWeights": {"view": 1, "like": 2}}})
+    rolled = {r for r in ROLES if _hash(base, r) != _hash(weights, r)}
+    assert rolled == {"api"}, "scoring weights concern the api only"
+    rolled = {r for r in ROLES if _hash(base, r) != _hash(types, r)}
+    assert rolled == {"ingest", "processor"}, "event types: validated and applied"
+
+
+def test_a_rotated_secret_rolls_the_roles_that_read_it() -> None:
+    rotated = {"backends": {**SECRETS["backends"], "redis-url": "redis://r:6380/0"}}
+    rolled = {r for r in ROLES if _hash(_engine(), r) != _hash(_engine(secrets=rotated), r)}
+    assert rolled == {"processor", "api"}
+
+
+def test_training_monitoring_and_network_policies_when_asked() -> None:
+    engine = _engine(
+        {
+            "training": {"schedule": "15 2 * * *", "sinceDays": 30},
+            "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+            "networkPolicy": {"enabled": True},
+        }
+    )
+    kinds = _by_kind(children(engine))
+    assert kinds["CronJob"] == ["shop-train"]
+    assert kinds["ServiceMonitor"] == ["shop"]
+    assert kinds["NetworkPolicy"] == [f"shop-{r}" for r in ROLES]
+    (cron,) = [m for m in children(engine) if m["kind"] == "CronJob"]
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["train", "--algorithm", "als", "--since-days", "30.0"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def test_a_service_monitor_follows_its_crd_unless_the_spec_says() -> None:
+    assert "ServiceMonitor" not in _by_kind(children(_engine()))
+    assert "ServiceMonitor" in _by_kind(children(_engine(service_monitor_crd=True)))
+    off = _engine({"monitoring": {"serviceMonitor": {"enabled": False}}}, service_monitor_crd=True)
+    assert "ServiceMonitor" not in _by_kind(children(off))
+
+
+def test_kafka_credentials_come_from_their_secret() -> None:
+    spec = {
+        "kafka": {
+            "bootstrapServers": "kafka:9093",
+            "securityProtocol": "SASL_SSL",
+            "sasl": {"secretName": "kafka-user"},
+            "tls": {"secretName": "kafka-ca"},
+        }
+    }
+    pod = deployment(_engine(spec), "processor")["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["RECO_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+    assert env["RECO_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kafka-user",
+        "key": "password",
+    }
+    assert env["RECO_KAFKA_SSL_CA_LOCATION"]["value"] == "/etc/reco/kafka-tls/ca.crt"
+    assert {"name": "kafka-tls", "secret": {"secretName": "kafka-ca"}} in pod["volumes"]
+    missing = missing_secrets(_engine(spec).spec, SECRETS)
+    assert missing == ["kafka-user/username", "kafka-user/password", "kafka-ca/ca.crt"]
+
+
+def test_the_config_hash_is_stable() -> None:
+    assert config_hash(_engine(), "api") == config_hash(_engine(), "api")
+
+
+def test_conditions_say_what_waits_and_keep_their_transition_time() -> None:
+    rolling = {r: Replicas(2, 1 if r == "api" else 2, 2) for r in ROLES}
+    first = conditions([], generation=3, replicas=rolling, problems=[], at="T1")
+    by_type = {c["type"]: c for c in first}
+    assert by_type["Ready"]["status"] == "False"
+    assert "api 1/2" in by_type["Ready"]["message"]
+    assert by_type["Progressing"]["status"] == "True"
+    done = {r: Replicas(2, 2, 2) for r in ROLES}
+    second = {
+        c["type"]: c for c in conditions(first, generation=3, replicas=done, problems=[], at="T2")
+    }
+    assert second["Ready"] == {**second["Ready"], "status": "True", "lastTransitionTime": "T2"}
+    assert second["Degraded"]["lastTransitionTime"] == "T1", "unchanged status keeps its time"
+    blocked = conditions(
+        [], generation=4, replicas=done, problems=[Problem("SecretMissing", "create it")], at="T3"
+    )
+    assert {c["type"]: (c["status"], c["reason"]) for c in blocked} == {
+        "Ready": ("False", "SecretMissing"),
+        "Progressing": ("False", "SecretMissing"),
+        "Degraded": ("True", "SecretMissing"),
+    }
+    assert all(c["observedGeneration"] == 4 for c in blocked)
+
+
+def test_a_deployment_the_controller_has_not_seen_yet_is_not_updated() -> None:
+    stale = {
+        "metadata": {"generation": 5},
+        "spec": {"replicas": 2},
+        "status": {"observedGeneration": 4, "readyReplicas": 2, "updatedReplicas": 2},
+    }
+    assert replicas_of(stale) == Replicas(desired=2, ready=2, updated=0)
+    assert not replicas_of(stale).done
