@@ -40,6 +40,7 @@ test-repeat: $(STAMP) test-deps ## Run the integration tier N times (N=5) under 
 test-deps: ## Fetch the Kafka broker jars and install Redis / PostgreSQL (cached, idempotent)
 	bash tools/install-kafka.sh
 	bash tools/install-services.sh redis postgres
+	bash tools/install-podman.sh
 
 bench: $(STAMP) ## Benchmarks: throughput, latency, freshness as JSON in benchmarks/results/
 	bash tools/install-bench.sh
@@ -54,6 +55,7 @@ lint: $(STAMP) ## ruff, mypy (strict) and the import-linter contracts
 	$(BIN)/mypy
 	$(BIN)/mypy --strict --explicit-package-bases tools/*.py
 	$(BIN)/lint-imports
+	$(BIN)/hadolint images/engine/Dockerfile images/operator/Dockerfile
 
 crd: $(STAMP) ## Regenerate the RecoEngine CRD from the operator's spec model and the engine's settings
 	$(BIN)/python -m reco_operator.crd --write manifests/crd/recoengines.recoengine.io.yaml
