@@ -1,0 +1,257 @@
+"""The chart against the suite's real control plane: every ci/ scenario accepted by the API
+server (schemas, the CRD's CEL rules, Pod Security), then real installs.
+
+kwok plays the kubelet: pods are scheduled and become Running and Ready, but no container
+runs. So an install proves what the API server, the controllers and the scheduler decide
+(admission under the restricted Pod Security Standard, RBAC, the operator's rights as
+`kubectl auth can-i` sees them), not what the images do. `helm test` cannot pass here: its
+pod becomes Running and stays so (kwok completes only pods that a Job owns), so the test
+below shows exactly that, and test_helm_test_script.py runs the same script against a real
+engine process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.chart.conftest import CHART, CI_FILES, CI_IDS, documents, kubectl, restrict
+from tests.support.kube import ControlPlane
+
+pytestmark = [pytest.mark.chart, pytest.mark.usefixtures("crd_established")]
+
+LAPTOP = CHART / "ci" / "laptop-values.yaml"
+
+
+def release_for(namespace: str) -> str:
+    """A short release name of the test's own (the namespace's random suffix): the chart's
+    names stay far from the 63-character limit, and cluster-scoped ones (the ClusterRole)
+    never meet another test's."""
+    return f"r{namespace[-8:]}"
+
+
+def can_i(plane: ControlPlane, service_account: str, *query: str) -> bool:
+    done = kubectl(plane, "auth", "can-i", *query, f"--as={service_account}")
+    return done.stdout.strip() == "yes"
+
+
+@pytest.mark.parametrize("values", CI_FILES, ids=CI_IDS)
+def test_every_ci_render_is_accepted_by_the_api_server(
+    control_plane: ControlPlane,
+    k8s_namespace: str,
+    single_namespace_targets: tuple[str, ...],
+    values: Path,
+) -> None:
+    restrict(control_plane, k8s_namespace)
+    rendered = control_plane.helm(
+        "template",
+        release_for(k8s_namespace),
+        str(CHART),
+        "--namespace",
+        k8s_namespace,
+        "-f",
+        str(values),
+    )
+    done = kubectl(control_plane, "apply", "--dry-run=server", "-f", "-", input_text=rendered)
+    assert done.returncode == 0, done.stderr
+    assert "would violate PodSecurity" not in done.stderr, done.stderr
+    applied = [line for line in done.stdout.splitlines() if line.endswith("(server dry run)")]
+    assert len(applied) == len(documents(rendered)), done.stdout
+
+
+def test_a_recoengine_the_crd_refuses_fails_the_install(
+    control_plane: ControlPlane, k8s_namespace: str
+) -> None:
+    """The chart passes recoEngine.spec through; the CRD's CEL rule catches a bad one."""
+    rendered = control_plane.helm(
+        "template",
+        release_for(k8s_namespace),
+        str(CHART),
+        "--namespace",
+        k8s_namespace,
+        "-f",
+        str(LAPTOP),
+        "--set",
+        "recoEngine.spec.processor.replicas=5",
+    )
+    done = kubectl(control_plane, "apply", "--dry-run=server", "-f", "-", input_text=rendered)
+    assert done.returncode != 0
+    assert "spec.processor.replicas must be <= spec.kafka.partitions" in done.stderr
+
+
+def test_laptop_install_in_a_restricted_namespace(
+    control_plane: ControlPlane, k8s_namespace: str
+) -> None:
+    restrict(control_plane, k8s_namespace)
+    release, namespace = release_for(k8s_namespace), k8s_namespace
+    # --wait: every Deployment and StatefulSet available, which under enforce=restricted
+    # means the API server admitted each pod.
+    control_plane.helm(
+        "install", release, str(CHART), "--namespace", namespace, "-f", str(LAPTOP),
+        "--wait", "--timeout", "120s",
+    )  # fmt: skip
+    prefix = f"{release}-reco-engine"
+    ready = control_plane.kubectl(
+        "-n", namespace, "get", "deployments,statefulsets", "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.status.readyReplicas}/{.spec.replicas} {end}",
+    ).split()  # fmt: skip
+    assert sorted(ready) == sorted(
+        [
+            f"{prefix}-operator=1/1",
+            f"{prefix}-redis=1/1",
+            f"{prefix}-kafka=1/1",
+            f"{prefix}-postgresql=1/1",
+        ]
+    )
+    engine = yaml.safe_load(
+        control_plane.kubectl("-n", namespace, "get", "reco", "shop", "-o", "yaml")
+    )
+    assert engine["spec"]["kafka"]["bootstrapServers"] == f"{prefix}-kafka:9092"
+    # The API server filled in the CRD's defaults for what the values left out.
+    assert engine["spec"]["kafka"]["topic"] == "reco.events"
+    assert engine["spec"]["image"]["repository"] == "ghcr.io/reco-engine/reco-engine"
+    dashboard = yaml.safe_load(
+        control_plane.kubectl(
+            "-n", namespace, "get", "configmap", "-l", "grafana_dashboard=1", "-o", "yaml"
+        )
+    )["items"]
+    assert [d["metadata"]["name"] for d in dashboard] == [f"{prefix}-dashboard"]
+    assert dashboard[0]["data"]["reco-engine.json"] == (
+        CHART / "dashboards" / "reco-engine.json"
+    ).read_text().strip("\n")
+    _the_operator_has_its_contract_rights_cluster_wide(
+        control_plane, namespace, f"{prefix}-operator"
+    )
+    _helm_test_starts_its_pod_which_kwok_never_completes(control_plane, release, namespace, prefix)
+
+
+def _the_operator_has_its_contract_rights_cluster_wide(
+    plane: ControlPlane, namespace: str, account: str
+) -> None:
+    sa = f"system:serviceaccount:{namespace}:{account}"
+    elsewhere = "default"
+    granted = [
+        ("create", "deployments.apps", "-n", elsewhere),
+        ("delete", "cronjobs.batch", "-n", elsewhere),
+        ("patch", "recoengines.recoengine.io/status", "-n", elsewhere),
+        ("get", "secrets", "-n", elsewhere),
+        ("create", "events.events.k8s.io", "-n", elsewhere),
+        ("watch", "namespaces"),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("create", "leases.coordination.k8s.io", "-n", namespace),
+        ("update", "leases.coordination.k8s.io/reco-operator", "-n", namespace),
+    ]
+    refused = [
+        ("delete", "recoengines.recoengine.io", "-n", elsewhere),
+        ("list", "secrets", "-n", elsewhere),
+        ("create", "secrets", "-n", elsewhere),
+        ("create", "pods", "-n", elsewhere),
+        ("get", "namespaces"),
+        ("update", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("create", "leases.coordination.k8s.io", "-n", elsewhere),
+        ("update", "leases.coordination.k8s.io/someone-else", "-n", namespace),
+        ("create", "clusterroles.rbac.authorization.k8s.io"),
+    ]
+    assert [q for q in granted if not can_i(plane, sa, *q)] == []
+    assert [q for q in refused if can_i(plane, sa, *q)] == []
+
+
+def _helm_test_starts_its_pod_which_kwok_never_completes(
+    plane: ControlPlane, release: str, namespace: str, prefix: str
+) -> None:
+    """What `helm test` proves under kwok: helm finds the test hook and creates its pod, the
+    API server admits it under the restricted standard, and it is scheduled and Running.
+    It cannot prove the test passes: no container runs, kwok's pod-complete stage only
+    completes Job-owned pods, so helm waits for a phase that never comes."""
+    done = subprocess.run(
+        [plane.binaries["helm"], "test", release, "--namespace", namespace, "--timeout", "8s"],
+        env=plane.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "timed out waiting for the condition" in done.stderr, done.stderr
+    pod = yaml.safe_load(
+        plane.kubectl("-n", namespace, "get", "pod", f"{prefix}-test", "-o", "yaml")
+    )
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["status"]["phase"] == "Running"
+    assert pod["spec"]["nodeName"].startswith("kwok-node-")
+    assert pod["spec"]["containers"][0]["command"] == ["python", "-c"]
+
+
+def test_single_namespace_install_has_no_rights_outside_its_namespaces(
+    control_plane: ControlPlane, k8s_namespace: str
+) -> None:
+    watched = [f"{k8s_namespace[:55]}-a", f"{k8s_namespace[:55]}-b"]
+    for name in watched:
+        control_plane.kubectl("create", "namespace", name)
+    try:
+        release = release_for(k8s_namespace)
+        control_plane.helm(
+            "install", release, str(CHART), "--namespace", k8s_namespace,
+            "--set", f"watchNamespaces={{{watched[0]},{watched[1]}}}", "--wait", "--timeout", "60s",
+        )  # fmt: skip
+        prefix = f"{release}-reco-engine"
+        sa = f"system:serviceaccount:{k8s_namespace}:{prefix}-operator"
+        for name in watched:
+            assert can_i(control_plane, sa, "create", "deployments.apps", "-n", name)
+            assert can_i(control_plane, sa, "get", "secrets", "-n", name)
+            assert can_i(control_plane, sa, "update", "recoengines.recoengine.io", "-n", name)
+        assert can_i(control_plane, sa, "list", "customresourcedefinitions.apiextensions.k8s.io")
+        # Not in its own namespace (not watched), nor anywhere else, nor cluster-wide.
+        for name in (k8s_namespace, "default"):
+            assert not can_i(control_plane, sa, "create", "deployments.apps", "-n", name)
+            assert not can_i(control_plane, sa, "get", "secrets", "-n", name)
+            assert not can_i(control_plane, sa, "list", "recoengines.recoengine.io", "-n", name)
+        assert not can_i(control_plane, sa, "list", "namespaces")
+        assert not can_i(control_plane, sa, "list", "recoengines.recoengine.io", "--all-namespaces")
+        assert can_i(control_plane, sa, "create", "leases.coordination.k8s.io", "-n", k8s_namespace)
+        args = yaml.safe_load(
+            control_plane.kubectl(
+                "-n", k8s_namespace, "get", "deploy", f"{prefix}-operator", "-o", "yaml"
+            )
+        )["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[-4:] == ["--namespace", watched[0], "--namespace", watched[1]]
+    finally:
+        for name in watched:
+            control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_upgrade_keeps_the_laptop_password(control_plane: ControlPlane, k8s_namespace: str) -> None:
+    """The random password is made once: an upgrade that made a new one would lock the
+    engine out of the PostgreSQL that was initialised with the first."""
+    release = release_for(k8s_namespace)
+    args = (
+        "--namespace",
+        k8s_namespace,
+        "--set",
+        "dev.redis.enabled=true,dev.postgresql.enabled=true",
+    )
+    control_plane.helm("install", release, str(CHART), *args)
+    secret = f"{release}-reco-engine-dev-backends"
+
+    def password() -> str:
+        return control_plane.kubectl(
+            "-n", k8s_namespace, "get", "secret", secret, "-o", "jsonpath={.data.password}"
+        )
+
+    first = password()
+    control_plane.helm("upgrade", release, str(CHART), *args)
+    assert len(first) > 20
+    assert password() == first
+
+
+@pytest.mark.skip(
+    reason="the operator's engineer adds this once operator/reco_operator runs as a process: "
+    "install the chart with ci/laptop-values.yaml, start `python -m reco_operator` with the "
+    "operator ServiceAccount's rights, and wait for the RecoEngine shop to report Ready"
+)
+def test_the_operator_reconciles_the_chart_recoengine(
+    control_plane: ControlPlane, k8s_namespace: str
+) -> None:
+    raise AssertionError("placeholder: see the skip reason")
