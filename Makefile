@@ -66,3 +66,8 @@ fmt: $(STAMP) ## Format and fix what ruff can
 
 clean: ## Remove the virtualenv, caches and the demo data directory
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: manifests
+
+manifests: $(STAMP) ## Regenerate manifests/operator/ from the Helm chart (helm template, default values)
+	$(BIN)/python tools/render_manifests.py --write
