@@ -67,7 +67,10 @@ fmt: $(STAMP) ## Format and fix what ruff can
 clean: ## Remove the virtualenv, caches and the demo data directory
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: manifests
+.PHONY: manifests e2e-kind
 
 manifests: $(STAMP) ## Regenerate manifests/operator/ from the Helm chart (helm template, default values)
 	$(BIN)/python tools/render_manifests.py --write
+
+e2e-kind: ## kind cluster, both images, helm install, a RecoEngine, events in, recommendations out (needs Docker and kind; KEEP=1 keeps the cluster)
+	bash tools/e2e-kind.sh
