@@ -8,6 +8,7 @@ podman cannot run, every test here is skipped with the reason.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -18,8 +19,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from reco.adapters.kafka_producer import KafkaProducer
+from reco.adapters.postgres_archive import PostgresArchive
 from reco.events import Event
 from reco.local.servers import KafkaServer, RedisServer
+from reco.ports import Record
 from tests.conftest import free_port, wait_until
 from tests.support.podman import Podman
 
@@ -163,6 +166,36 @@ def test_processor_role_consumes_real_kafka_into_real_redis(
         )
         check = podman.run("healthcheck", "run", cid, check=False)
         assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_train_publishes_a_model_from_the_real_archive_on_a_read_only_root(
+    podman: Podman, engine_image: str, pg_database: str
+) -> None:
+    """`reco train` is the training CronJob's command, run from the engine image: the
+    training extras are in it and it needs nothing writable but /tmp."""
+    now = time.time()
+    aisles = (["tent", "stove", "lamp"], ["shoe", "laces", "socks"])
+    events = [
+        Event(uuid.uuid4().hex, f"u{n}", item, "view", now + i, now + i)
+        for n in range(12)
+        for i, item in enumerate(aisles[n % 2])
+    ]
+    archive = PostgresArchive.from_url(pg_database)
+    try:
+        records = [Record(0, n, e.user_id, e.to_json()) for n, e in enumerate(events)]
+        archive.write(list(zip(records, events, strict=True)))
+    finally:
+        archive.close()
+
+    trained = podman.run(
+        "run", "--rm", "--network", "host", *READ_ONLY,
+        "--env", f"RECO_DATABASE_URL={pg_database}",
+        engine_image, "train", "--dim", "8", "--epochs", "3",
+        timeout=300,
+    )  # fmt: skip
+    report = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert report["version"] >= 1
+    assert report["metrics"]["events"] == len(events)
 
 
 def test_operator_image_runs_as_a_non_root_user_and_starts(
