@@ -27,7 +27,7 @@ from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
 
 from reco_operator import FIELD_MANAGER, __version__
-from reco_operator.handlers import Operator, configure, register_repair
+from reco_operator.handlers import Operator, configure
 
 log = logging.getLogger("reco_operator")
 
@@ -122,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     except kube_config.ConfigException as exc:
         print(f"reco-operator: no Kubernetes credentials: {exc}", file=sys.stderr)
         return 2
-    configure(Operator(repair_interval_s=args.repair_interval))
-    register_repair(args.repair_interval)
+    configure(Operator(repair_interval_s=args.repair_interval, namespaces=tuple(args.namespace)))
     state = _State()
     _serve_health(args.liveness_port, state)
     if args.no_leader_election:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -41,11 +41,20 @@ class Operator:
     (the timer and a handler must not reconcile one engine at once), and the problems each
     engine had at its last reconcile (a child's status change rewrites the status with them)."""
 
-    def __init__(self, cluster: Cluster | None = None, repair_interval_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        cluster: Cluster | None = None,
+        *,
+        repair_interval_s: float = 60.0,
+        namespaces: tuple[str, ...] = (),
+    ) -> None:
         self.cluster = cluster or Cluster()
         self.repair_interval_s = repair_interval_s
+        self.namespaces = namespaces
+        self.stopping = threading.Event()
         self.locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self.problems: dict[str, list[Problem]] = {}
+        self.partitions: dict[str, int | None] = {}
 
 
 OPERATOR = Operator()
@@ -69,6 +78,35 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.standalone = True
     settings.watching.server_timeout = 270
     settings.execution.max_workers = 8
+    # Drift repair runs on a thread of its own rather than as a kopf timer: a timer makes
+    # kopf put a finalizer on every RecoEngine, and a finalizer would block deleting one
+    # (and its namespace) whenever the operator is not running. Nothing needs one: the
+    # children go by garbage collection, and the topic stays (it holds the events).
+    threading.Thread(target=_repair_loop, args=(OPERATOR,), name="repair", daemon=True).start()
+
+
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    OPERATOR.stopping.set()
+
+
+def _repair_loop(op: Operator) -> None:
+    """Reconcile every RecoEngine again each interval: a child edited by hand is set back."""
+    while not op.stopping.wait(op.repair_interval_s):
+        try:
+            engines = op.cluster.engines(op.namespaces)
+        except Exception as exc:  # the API server is away: try again next interval
+            log.warning("drift repair: cannot list RecoEngines: %s", exc)
+            continue
+        for body in engines:
+            if op.stopping.is_set() or body["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                reconcile(op, body)
+            except (kopf.TemporaryError, kopf.PermanentError) as exc:
+                log.info("drift repair of %s: %s", body["metadata"]["name"], exc)
+            except Exception:
+                log.exception("drift repair of %s failed", body["metadata"]["name"])
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -76,14 +114,6 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def on_spec(body: kopf.Body, **_: Any) -> None:
     reconcile(OPERATOR, dict(body))
-
-
-def repair(body: kopf.Body, **_: Any) -> None:
-    """Drift repair: a timer registered by :func:`register_repair` at start."""
-    try:
-        reconcile(OPERATOR, dict(body))
-    except (kopf.TemporaryError, kopf.PermanentError) as exc:
-        log.info("repair of %s/%s: %s", body.metadata.namespace, body.metadata.name, exc)
 
 
 @kopf.on.event(group="apps", version="v1", plural="deployments", labels=OWNED)
@@ -122,11 +152,7 @@ def _child_event(event: kopf.RawEvent, body: kopf.Body) -> None:
         except (kopf.TemporaryError, kopf.PermanentError) as exc:
             log.info("recreating children of %s/%s: %s", namespace, owner["name"], exc)
     else:
-        refresh_status(OPERATOR, engine)
-
-
-def register_repair(interval_s: float) -> None:
-    kopf.timer(GROUP, VERSION, PLURAL, interval=interval_s, initial_delay=interval_s)(repair)
+        refresh_status(OPERATOR, namespace, owner["name"], owner["uid"])
 
 
 @kopf.on.probe(id="engines")
@@ -140,7 +166,11 @@ def probe_engines(**_: Any) -> int:
 def reconcile(op: Operator, body: dict[str, Any]) -> None:
     meta = body["metadata"]
     with op.locks[meta["uid"]]:
-        _reconcile(op, body)
+        # Another reconcile may have finished while this one waited: work on what is
+        # stored now, not on the body this one was called with.
+        body = op.cluster.engine(meta["namespace"], meta["name"]) or body
+        if body["metadata"].get("uid") == meta["uid"]:
+            _reconcile(op, body)
 
 
 def _reconcile(op: Operator, body: dict[str, Any]) -> None:
@@ -176,7 +206,7 @@ def _reconcile(op: Operator, body: dict[str, Any]) -> None:
     except TopicRefused as exc:
         _stop(op, body, spec, Problem("TopicRefused", f"{exc}; change spec.kafka"), delay=60)
         return
-    _topic_events(body, topic, known, problems)
+    _topic_events(op, body, topic, known, problems)
 
     engine = Engine(
         name=name,
@@ -189,18 +219,23 @@ def _reconcile(op: Operator, body: dict[str, Any]) -> None:
     )
     _apply_children(op, body, engine)
     op.problems[uid] = problems
+    op.partitions[uid] = topic.partitions
     _write_status(op, body, spec, problems, topic.partitions)
 
 
 def _topic_events(
-    body: dict[str, Any], topic: TopicState, known: int | None, problems: list[Problem]
+    op: Operator,
+    body: dict[str, Any],
+    topic: TopicState,
+    known: int | None,
+    problems: list[Problem],
 ) -> None:
     if topic.created:
         message = f"created topic {topic.name} with {topic.partitions} partitions"
-        _event("info", body, reason="TopicCreated", message=message)
+        _event(op, "info", body, reason="TopicCreated", message=message)
     if topic.raised_from is not None:
         message = f"raised topic {topic.name} from {topic.raised_from} to {topic.partitions}"
-        _event("info", body, reason="TopicPartitionsRaised", message=f"{message} partitions")
+        _event(op, "info", body, reason="TopicPartitionsRaised", message=f"{message} partitions")
     if topic.wanted is not None:
         message = (
             f"topic {topic.name} has {topic.partitions} partitions and Kafka cannot take "
@@ -209,7 +244,7 @@ def _topic_events(
         )
         problems.append(Problem("PartitionsNotReduced", message, blocking=False))
         if known != topic.partitions or not _has_condition(body, "PartitionsNotReduced"):
-            _event("warn", body, reason="PartitionsNotReduced", message=message)
+            _event(op, "warn", body, reason="PartitionsNotReduced", message=message)
 
 
 def _apply_children(op: Operator, body: dict[str, Any], engine: Engine) -> None:
@@ -220,15 +255,15 @@ def _apply_children(op: Operator, body: dict[str, Any], engine: Engine) -> None:
             verb = "created" if applied.created else "updated"
             message = f"{verb} {applied.kind} {applied.name}"
             log.info("%s/%s: %s", engine.namespace, engine.name, message)
-            _event("info", body, reason="Applied", message=message)
+            _event(op, "info", body, reason="Applied", message=message)
     keep = {(m["kind"], m["metadata"]["name"]) for m in wanted}
     for child in op.cluster.owned(engine.namespace, engine.name, engine.uid):
         if (child.kind, child.name) not in keep:
             op.cluster.delete(engine.namespace, child)
             why = "the spec no longer asks for it"
-            _event(
-                "info", body, reason="Deleted", message=f"deleted {child.kind} {child.name}: {why}"
-            )
+            message = f"deleted {child.kind} {child.name}: {why}"
+            log.info("%s/%s: %s", engine.namespace, engine.name, message)
+            _event(op, "info", body, reason="Deleted", message=message)
 
 
 def _stop(
@@ -244,18 +279,18 @@ def _stop(
     uid = body["metadata"]["uid"]
     already = _has_condition(body, problem.reason)
     op.problems[uid] = [problem]
+    op.partitions.setdefault(uid, None)
     _write_status(op, body, spec, [problem], None)
     if not already:
-        _event("warn", body, reason=problem.reason, message=problem.message)
+        _event(op, "warn", body, reason=problem.reason, message=problem.message)
     if permanent:
         raise kopf.PermanentError(problem.message)
     raise kopf.TemporaryError(problem.message, delay=delay)
 
 
-def _event(level: str, body: dict[str, Any], *, reason: str, message: str) -> None:
-    """A Kubernetes Event on the RecoEngine (kopf posts it in the background)."""
-    post = kopf.warn if level == "warn" else kopf.info
-    post(kopf.Body(cast(kopf.RawBody, body)), reason=reason, message=message)
+def _event(op: Operator, level: str, body: dict[str, Any], *, reason: str, message: str) -> None:
+    """A Kubernetes Event on the RecoEngine."""
+    op.cluster.post_event(body, "Warning" if level == "warn" else "Normal", reason, message)
 
 
 def _has_condition(body: dict[str, Any], reason: str) -> bool:
@@ -263,18 +298,20 @@ def _has_condition(body: dict[str, Any], reason: str) -> bool:
     return any(c.get("type") == "Degraded" and c.get("reason") == reason for c in conditions)
 
 
-def refresh_status(op: Operator, body: dict[str, Any]) -> None:
-    """Rewrite the status from the Deployments as they are now (no children touched)."""
-    uid = body["metadata"]["uid"]
+def refresh_status(op: Operator, namespace: str, name: str, uid: str) -> None:
+    """Rewrite the status from the Deployments as they are now (no child touched), with
+    the problems and partitions of the last reconcile."""
     if uid not in op.problems:
         return  # not reconciled by this operator yet: the reconcile writes the status
-    try:
-        spec = parse_spec(body.get("spec") or {})
-    except InvalidSpec:
-        return
     with op.locks[uid]:
-        known = ((body.get("status") or {}).get("topic") or {}).get("partitions")
-        _write_status(op, body, spec, op.problems[uid], known)
+        body = op.cluster.engine(namespace, name)
+        if body is None or body["metadata"].get("uid") != uid:
+            return
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except InvalidSpec:
+            return
+        _write_status(op, body, spec, op.problems[uid], op.partitions.get(uid))
 
 
 def _write_status(

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from kubernetes import client
@@ -19,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
 
-from reco_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from reco_operator import FIELD_MANAGER, GROUP, KIND, PLURAL, VERSION
 from reco_operator.builders import CHILD_KINDS, Manifest
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,60 @@ class Cluster:
                 return None
             raise
         return body
+
+    def engines(self, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Every RecoEngine in ``namespaces`` (none: in every namespace)."""
+        if not namespaces:
+            listed = self.custom.list_cluster_custom_object(
+                GROUP, VERSION, PLURAL, _request_timeout=TIMEOUT_S
+            )
+            return list(cast(dict[str, Any], listed)["items"])
+        out: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            listed = self.custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, _request_timeout=TIMEOUT_S
+            )
+            out += cast(dict[str, Any], listed)["items"]
+        return out
+
+    def post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A Kubernetes Event on the RecoEngine (what ``kubectl describe`` lists). Posted
+        here rather than through kopf, whose posting works only inside its handlers: the
+        drift repair runs on a thread of its own. A failure to post is only logged."""
+        meta = body["metadata"]
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=f"{GROUP}/{VERSION}",
+                kind=KIND,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta["uid"],
+                resource_version=meta.get("resourceVersion"),
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            source=client.V1EventSource(component=FIELD_MANAGER),
+            reporting_component=FIELD_MANAGER,
+            reporting_instance=socket.gethostname(),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        try:
+            self.core.create_namespaced_event(meta["namespace"], event, _request_timeout=TIMEOUT_S)
+        except ApiException as exc:
+            log.warning(
+                "event %s on %s/%s not posted: %s",
+                reason,
+                meta["namespace"],
+                meta["name"],
+                exc.reason,
+            )
 
     def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:
