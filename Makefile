@@ -11,7 +11,7 @@ PORT ?= 8080
 .PHONY: help venv run run-stack test test-unit test-repeat test-deps bench lint fmt crd clean
 
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "reco-engine needs Python >= 3.11"'
@@ -37,21 +37,22 @@ REPEAT ?= -m integration
 test-repeat: $(STAMP) test-deps ## Run the integration tier N times (N=5) under LOAD busy processes (REPEAT= other tests)
 	$(BIN)/python tools/repeat.py --runs $(N) --load $(LOAD) -- $(REPEAT)
 
-test-deps: ## Fetch the Kafka broker jars and install Redis / PostgreSQL (cached, idempotent)
+test-deps: ## Fetch or build every server the tests start: Kafka jars, Redis, PostgreSQL, podman, the Kubernetes binaries (cached, idempotent)
 	bash tools/install-kafka.sh
 	bash tools/install-services.sh redis postgres
 	bash tools/install-podman.sh
+	bash tools/install-k8s.sh >/dev/null
 
 bench: $(STAMP) ## Benchmarks: throughput, latency, freshness as JSON in benchmarks/results/
 	bash tools/install-bench.sh
 	$(BIN)/python -m benchmarks.bench
 
 test-unit: $(STAMP) ## Only the tests that start no server
-	$(BIN)/python -m pytest -m "not integration and not embedded"
+	$(BIN)/python -m pytest -m "not integration and not embedded and not operator and not chart and not images and not e2e"
 
 lint: $(STAMP) ## ruff, mypy (strict) and the import-linter contracts
-	$(BIN)/ruff check services operator tests benchmarks tools
-	$(BIN)/ruff format --check services operator tests benchmarks tools
+	$(BIN)/ruff check services operator tests benchmarks tools images
+	$(BIN)/ruff format --check services operator tests benchmarks tools images
 	$(BIN)/mypy
 	$(BIN)/mypy --strict --explicit-package-bases tools/*.py
 	$(BIN)/lint-imports
@@ -61,8 +62,8 @@ crd: $(STAMP) ## Regenerate the RecoEngine CRD from the operator's spec model an
 	$(BIN)/python -m reco_operator.crd --write manifests/crd/recoengines.recoengine.io.yaml
 
 fmt: $(STAMP) ## Format and fix what ruff can
-	$(BIN)/ruff format services operator tests benchmarks tools
-	$(BIN)/ruff check --fix services operator tests benchmarks tools
+	$(BIN)/ruff format services operator tests benchmarks tools images
+	$(BIN)/ruff check --fix services operator tests benchmarks tools images
 
 clean: ## Remove the virtualenv, caches and the demo data directory
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
