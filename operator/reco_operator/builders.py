@@ -316,25 +316,47 @@ def _pod_spec(engine: Engine, role: str) -> dict[str, Any]:
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
-    pod: dict[str, Any] = {
-        "securityContext": pod_security_context(),
-        "containers": [container],
-        "volumes": volumes,
+    pod = _pod(
+        spec,
+        container,
+        volumes,
+        node_selector=component.node_selector,
+        tolerations=component.tolerations,
         # SIGTERM finishes the batch in hand and leaves the consumer group; give it room.
-        "terminationGracePeriodSeconds": 30,
-        "enableServiceLinks": False,
-        "automountServiceAccountToken": False,
-    }
-    if spec.image.pull_secrets:
-        pod["imagePullSecrets"] = [{"name": s.name} for s in spec.image.pull_secrets]
-    if component.node_selector:
-        pod["nodeSelector"] = dict(component.node_selector)
-    if component.tolerations:
-        pod["tolerations"] = _dump_all(component.tolerations)
+        terminationGracePeriodSeconds=30,
+    )
     if component.affinity:
         pod["affinity"] = component.affinity
     if component.topology_spread_constraints:
         pod["topologySpreadConstraints"] = component.topology_spread_constraints
+    return pod
+
+
+def _pod(
+    spec: RecoEngineSpec,
+    container: dict[str, Any],
+    volumes: list[dict[str, Any]],
+    *,
+    node_selector: dict[str, str],
+    tolerations: Sequence[BaseModel],
+    **extra: Any,
+) -> dict[str, Any]:
+    """What every pod of the engine shares: restricted security, no service links and no
+    API token (the engine never calls the Kubernetes API), the pull secrets, scheduling."""
+    pod: dict[str, Any] = {
+        "securityContext": pod_security_context(),
+        "containers": [container],
+        "volumes": volumes,
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        **extra,
+    }
+    if spec.image.pull_secrets:
+        pod["imagePullSecrets"] = [{"name": s.name} for s in spec.image.pull_secrets]
+    if node_selector:
+        pod["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        pod["tolerations"] = _dump_all(tolerations)
     return pod
 
 
@@ -427,20 +449,14 @@ def training_cron_job(engine: Engine) -> Manifest:
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
-    pod: dict[str, Any] = {
-        "securityContext": pod_security_context(),
-        "containers": [container],
-        "volumes": volumes,
-        "restartPolicy": "Never",
-        "enableServiceLinks": False,
-        "automountServiceAccountToken": False,
-    }
-    if spec.image.pull_secrets:
-        pod["imagePullSecrets"] = [{"name": s.name} for s in spec.image.pull_secrets]
-    if training.node_selector:
-        pod["nodeSelector"] = dict(training.node_selector)
-    if training.tolerations:
-        pod["tolerations"] = _dump_all(training.tolerations)
+    pod = _pod(
+        spec,
+        container,
+        volumes,
+        node_selector=training.node_selector,
+        tolerations=training.tolerations,
+        restartPolicy="Never",
+    )
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
