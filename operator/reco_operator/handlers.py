@@ -27,7 +27,7 @@ from reco_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION
 from reco_operator.builders import Engine, all_secret_refs, children, missing_secrets
 from reco_operator.kube import Cluster
 from reco_operator.spec import ROLES, InvalidSpec, RecoEngineSpec, parse_spec
-from reco_operator.status import Problem, Replicas, replicas_of, status
+from reco_operator.status import Problem, Replicas, replicas_of, running_image, status
 from reco_operator.topics import KafkaUnreachable, TopicRefused, TopicState, ensure_topic
 
 log = logging.getLogger(__name__)
@@ -332,7 +332,7 @@ def _write_status(
         generation=int(meta.get("generation", 0)),
         replicas=replicas,
         problems=problems,
-        image=spec.image.reference if spec else previous.get("image", ""),
+        image=running_image(deployments, replicas) or previous.get("image", ""),
         topic=spec.kafka.topic if spec else (previous.get("topic") or {}).get("name", ""),
         partitions=partitions,
     )

@@ -59,6 +59,19 @@ def replicas_of(deployment: dict[str, Any] | None) -> Replicas:
     )
 
 
+def running_image(deployments: dict[str, dict[str, Any]], replicas: dict[str, Replicas]) -> str:
+    """The engine image every role runs once its rollout is done; "" while they differ or
+    a rollout is under way (the status then keeps the image it showed)."""
+    images = set()
+    for role in ROLES:
+        deployment = deployments.get(role)
+        if deployment is None or not replicas[role].done:
+            return ""
+        containers = deployment["spec"]["template"]["spec"]["containers"]
+        images.add(containers[0]["image"])
+    return images.pop() if len(images) == 1 else ""
+
+
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

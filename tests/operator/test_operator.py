@@ -304,3 +304,61 @@ def test_in_single_namespace_mode_other_namespaces_are_left_alone(
     with pytest.raises(AssertionError):
         wait_until(lambda: engines.engine().get("status"), timeout_s=8, every_s=0.5)
     assert not engines.names("deployments")
+
+
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {
+            "kind": "ServiceMonitor",
+            "plural": "servicemonitors",
+            "singular": "servicemonitor",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def test_the_status_shows_the_image_running_and_a_service_monitor_follows_its_crd(
+    engines: Engines, operator: OperatorProcess
+) -> None:
+    """The ServiceMonitor CRD here is a stand-in with an open schema (the Prometheus
+    Operator's own is not in the suite): what is checked is that the operator creates one
+    when the kind exists, selecting the engine's Services on their metrics port."""
+    engines.plane.kubectl("apply", "-f", "-", input_text=json.dumps(SERVICE_MONITOR_CRD))
+    engines.plane.kubectl(
+        "wait", "--for=condition=Established",
+        "crd/servicemonitors.monitoring.coreos.com", "--timeout=60s",
+    )  # fmt: skip
+    engines.create_secret()
+    engines.apply(engines.manifest())
+    engines.wait_ready()
+    assert engines.engine()["status"]["image"] == "ghcr.io/reco-engine/reco-engine:0.1.0"
+    monitor = engines.get("servicemonitor", "shop")
+    assert monitor is not None
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == "shop"
+
+    engines.apply(engines.manifest(image={"tag": "0.2.0"}))
+    wait_until(
+        lambda: engines.engine()["status"].get("image") == "ghcr.io/reco-engine/reco-engine:0.2.0",
+        timeout_s=90,
+        every_s=0.5,
+    )
+    engines.wait_ready()
