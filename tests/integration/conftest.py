@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaException
 
 from reco.adapters.factory import open_catalog
 from reco.adapters.kafka_consumer import KafkaConsumer
@@ -22,6 +24,8 @@ from reco.metrics import ProcessorMetrics
 from reco.processor import Processor
 from reco.settings import ProcessorSettings
 from tests.conftest import wait_until
+
+logger = logging.getLogger(__name__)
 
 PARTITIONS = 4
 # Caps far above what the tests' data reaches: trimming a capped list depends on where
@@ -180,10 +184,18 @@ def drained(stack: Stack, events: int) -> None:
     """The feature store has applied every record of every partition (what the topic holds,
     asked of the broker: the truth, whatever the processor's own metrics say)."""
     env = stack.env
+
+    def caught_up() -> bool:
+        try:
+            return applied_offsets(env) == topic_end_offsets(env)
+        except KafkaException as exc:
+            # A broker just thawed or restarted answers "not leader" for a moment while
+            # it takes its partitions back: ask again.
+            logger.info("end offsets not known yet: %s", exc)
+            return False
+
     try:
-        wait_until(
-            lambda: applied_offsets(env) == topic_end_offsets(env), timeout_s=180, every_s=0.5
-        )
+        wait_until(caught_up, timeout_s=180, every_s=0.5)
     except AssertionError:
         processor = stack["processor"]
         raise AssertionError(
