@@ -38,8 +38,9 @@ OWNED = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
 
 class Operator:
     """State the handlers share: the API client, the repair interval, one lock per engine
-    (the timer and a handler must not reconcile one engine at once), and the problems each
-    engine had at its last reconcile (a child's status change rewrites the status with them)."""
+    (the repair loop and a handler must not reconcile one engine at once), and the problems
+    and partitions of each engine's last reconcile (a child's status change rewrites the
+    status with them)."""
 
     def __init__(
         self,
