@@ -91,7 +91,10 @@ def wait_for_recommendation(user: str, item: str, deadline: float) -> dict[str, 
             raise Failed(f"GET {url} answered {status}: {body}")
         if status == 200:
             for entry in body.get("items", []):
-                if entry.get("item_id") == item:
+                # Only the co-view proves the path: while the newcomer's event is not yet
+                # applied, a new item can also come back as merely "popular right now".
+                together = any("viewed together" in r for r in entry.get("reasons", []))
+                if entry.get("item_id") == item and together:
                     return dict(entry)
         time.sleep(1)
     raise Failed(
