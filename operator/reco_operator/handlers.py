@@ -324,7 +324,10 @@ def _write_status(
 ) -> None:
     meta = body["metadata"]
     deployments = op.cluster.deployments(meta["namespace"], meta["name"])
-    replicas: dict[str, Replicas] = {role: replicas_of(deployments.get(role)) for role in ROLES}
+    replicas: dict[str, Replicas] = {
+        role: replicas_of(deployments.get(role), spec.component(role).replicas if spec else 0)
+        for role in ROLES
+    }
     previous = body.get("status") or {}
     if partitions is None:
         partitions = (previous.get("topic") or {}).get("partitions")

@@ -42,10 +42,10 @@ class Replicas:
         return self.ready >= self.desired and self.updated >= self.desired
 
 
-def replicas_of(deployment: dict[str, Any] | None) -> Replicas:
-    """A Deployment's replica counts; a missing one has none ready."""
+def replicas_of(deployment: dict[str, Any] | None, wanted: int = 0) -> Replicas:
+    """A Deployment's replica counts; a missing one has none ready of the ``wanted``."""
     if deployment is None:
-        return Replicas(0, 0, 0)
+        return Replicas(wanted, 0, 0)
     spec, status = deployment.get("spec", {}), deployment.get("status", {}) or {}
     desired = int(spec.get("replicas", 1))
     # A rollout is only done once the Deployment controller has seen the newest spec.

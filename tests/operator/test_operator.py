@@ -207,6 +207,10 @@ def test_a_missing_secret_or_an_unreachable_kafka_creates_nothing_and_says_why(
     wait_until(lambda: "SecretMissing" in {e["reason"] for e in engines.events()}, 30)
     assert not engines.names("deployments"), "nothing half-made"
     assert not engines.names("configmaps")
+    # kubectl get reco tells the truth: none of the pods asked for is ready.
+    assert engines.engine()["status"]["replicas"] == {
+        "ingest": "0/2", "processor": "0/2", "api": "0/2", "archiver": "0/1"
+    }  # fmt: skip
 
     offline = engines.manifest(name="offline", kafka={"bootstrapServers": "127.0.0.1:1"})
     engines.apply(offline)
