@@ -68,7 +68,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         # key are exactly the replayed records, so ON CONFLICT DO NOTHING makes the replay a
         # no-op. event_id would not do: it is chosen by clients, two log records may share one
         # (a client retry), and the archive keeps the log as it was, duplicates included, so
-        # that a rebuild from it sees what the processor saw (the processor dedupes).
+        # that what reads it (reco train) sees the log the processor saw and drops the same
+        # duplicates (each event_id once).
         # (ts, source_partition, source_offset) is the order iter_events() streams in; with an
         # index on it the server-side cursor starts returning rows at once instead of sorting
         # the whole archive first.
