@@ -123,6 +123,30 @@ class ServerTime:
         stats = self.client.info("commandstats").get("cmdstat_evalsha", {})
         return float(stats.get("usec", 0))
 
+    def command_us(self) -> float | None:
+        """Microseconds Redis spent executing the commands it was sent since :meth:`reset`:
+        every command's ``usec`` of ``INFO commandstats``, except that a script counts as its
+        EVALSHA alone (the commands a script calls are counted in their own lines too, and
+        already in the script's time). INFO itself is left out."""
+        if self.client is None:
+            return None
+        stats = self.client.info("commandstats")
+        total = sum(
+            float(s["usec"]) for name, s in stats.items() if name not in {"cmdstat_info"}
+        )
+        if "cmdstat_evalsha" in stats:
+            # Inside-script calls show in their own lines: keep the scripts' own total only.
+            total = float(stats["cmdstat_evalsha"]["usec"])
+        return total
+
+    def cpu_us(self) -> float | None:
+        """The server process's CPU time (user + system, ``INFO cpu``) in microseconds:
+        command execution plus reading requests and writing replies."""
+        if self.client is None:
+            return None
+        cpu = self.client.info("cpu")
+        return (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])) * 1e6
+
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
@@ -152,8 +176,12 @@ def bench_apply(
     return out
 
 
-def bench_reads(store: RedisFeatureStore, args: argparse.Namespace) -> dict[str, Any]:
-    """The api's read with its default sizes, without and with the neighbour search."""
+def bench_reads(
+    store: RedisFeatureStore, args: argparse.Namespace, server: ServerTime
+) -> dict[str, Any]:
+    """The api's read with its default sizes, without and with the neighbour search; with a
+    server of our own, also Redis's own time per read (``redis_us``: commands; ``redis_cpu_us``:
+    the server process's CPU, network handling included)."""
     settings = EngineSettings()
     rng = random.Random(2)
     out: dict[str, Any] = {}
@@ -174,7 +202,13 @@ def bench_reads(store: RedisFeatureStore, args: argparse.Namespace) -> dict[str,
                 neighbour_k=k,
             )
 
+        server.reset()
+        cpu_before = server.cpu_us()
         out[label] = summary([timed(read) for _ in range(args.requests)])
+        command, cpu_after = server.command_us(), server.cpu_us()
+        if command is not None and cpu_before is not None and cpu_after is not None:
+            out[label]["redis_us"] = round(command / args.requests, 1)
+            out[label]["redis_cpu_us"] = round((cpu_after - cpu_before) / args.requests, 1)
     return out
 
 
@@ -183,7 +217,7 @@ def run(url: str, prefix: str, args: argparse.Namespace, own_server: bool) -> di
     server = ServerTime(url if own_server else None)
     try:
         applied = bench_apply(store, args, server)
-        reads = bench_reads(store, args)
+        reads = bench_reads(store, args, server)
         landmark = (store.landmark() or 0.0) + 3600.0
         rescale_us = timed(lambda: store.rescale(landmark, 0.99, 0.98))
     finally:

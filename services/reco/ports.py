@@ -156,11 +156,11 @@ class FeatureStore(Protocol):
         neighbour_sample: int = 0,
         neighbour_k: int = 0,
     ) -> RecoInputs:
-        """Everything a recommendation reads, in one call (one round trip). With
-        ``neighbour_k > 0`` it includes the session neighbours of the session's (else the
-        user's) ``context_items`` most recent items: ``neighbour_sample`` candidates, the
-        ``neighbour_k`` nearest. (A longer query would read more index lists in the one
-        script Redis runs at a time, for neighbours matched on items long past.)"""
+        """Everything a recommendation reads, in one call (a few pipelined round trips of
+        bounded reads on a remote store). With ``neighbour_k > 0`` it includes the session
+        neighbours of the session's (else the user's) ``context_items`` most recent items:
+        ``neighbour_sample`` candidates, the ``neighbour_k`` nearest. (A longer query would
+        read more index lists per request, for neighbours matched on items long past.)"""
 
     def neighbours(
         self, items: Sequence[str], *, exclude: str | None, sample: int, k: int

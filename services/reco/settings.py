@@ -98,6 +98,15 @@ class EngineSettings(BaseSettings):
     )
     cache_ttl_s: float = Field(5.0, ge=0, description="Response cache; 0 disables it.")
     cache_size: int = Field(10_000, ge=0, description="Responses kept in the response cache.")
+    feature_cache_ttl_s: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="How long an api process reuses an item's lists read from Redis; 0: never.",
+    )
+    feature_cache_size: int = Field(
+        10_000, ge=0, description="Item lists an api process keeps (about 8 KB each at most)."
+    )
 
     @field_validator("event_weights")
     @classmethod
@@ -152,6 +161,8 @@ ROLE_SETTINGS: dict[str, frozenset[str]] = {
         "popularity_half_life_s",
         "cache_ttl_s",
         "cache_size",
+        "feature_cache_ttl_s",
+        "feature_cache_size",
         "max_batch_events",
         "max_body_bytes",
     },

@@ -89,9 +89,10 @@ def _inputs(store: FeatureStore, **kw: Any) -> RecoInputs:
 
 
 @contextmanager
-def commands_sent(server: RedisServer) -> Iterator[list[str]]:
+def commands_sent(server: RedisServer, *, full: bool = False) -> Iterator[list[str]]:
     """Commands Redis received from clients while the block ran (those that scripts issue
-    are left out), seen through MONITOR. The list is filled when the block exits."""
+    are left out), seen through MONITOR: their names, or whole (``full``). The list is filled
+    when the block exits."""
     received: list[str] = []
     marker = f"end-{uuid.uuid4().hex}"
     watcher = redis.Redis.from_url(server.url, decode_responses=True)
@@ -104,7 +105,8 @@ def commands_sent(server: RedisServer) -> Iterator[list[str]]:
             if entry["command"] == f"ECHO {marker}":
                 break
             if entry["client_type"] != "lua":
-                received.append(entry["command"].split(" ", 1)[0].upper())
+                command = entry["command"]
+                received.append(command if full else command.split(" ", 1)[0].upper())
     watcher.close()
     signaller.close()
 
@@ -127,40 +129,150 @@ def test_apply_is_one_round_trip(store: RedisFeatureStore, redis_server: RedisSe
     assert store.related("i0", 5).coview == [("i1", 1.5)], "the batch was applied"
 
 
-@pytest.mark.parametrize("by", ["user_id", "session_id"])
-def test_recommendation_inputs_is_one_round_trip(
-    store: RedisFeatureStore, redis_server: RedisServer, by: str
-) -> None:
-    _warm(store)
-    _chained(store, _busy_delta(offset=1))
-    with commands_sent(redis_server) as sent:
-        inputs = _inputs(store, **{by: "u" if by == "user_id" else "s"}, category="c")
-    assert sent == ["EVALSHA"]
-    assert inputs.context
-    assert inputs.related
-    assert inputs.popular
-    assert inputs.version
+@contextmanager
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """How many commands each round trip sent while the block ran: a pipeline is one round
+    trip, a command sent on its own is one too."""
+    sent: list[int] = []
+    execute, command = redis.client.Pipeline.execute, redis.Redis.execute_command
+
+    def counted_execute(self: redis.client.Pipeline, *args: Any, **kw: Any) -> Any:
+        sent.append(len(self))
+        return execute(self, *args, **kw)
+
+    def counted_command(self: redis.Redis, *args: Any, **kw: Any) -> Any:
+        sent.append(1)
+        return command(self, *args, **kw)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(redis.client.Pipeline, "execute", counted_execute)
+        patch.setattr(redis.Redis, "execute_command", counted_command)
+        yield sent
 
 
-@pytest.mark.parametrize("by", ["user_id", "session_id"])
-def test_recommendation_inputs_with_neighbours_is_one_round_trip(
-    store: RedisFeatureStore, redis_server: RedisServer, by: str
-) -> None:
-    _warm(store)
+def _commands(lines: list[str]) -> list[str]:
+    return [line.split(" ", 1)[0] for line in lines]
+
+
+def _neighbourly(store: RedisFeatureStore) -> None:
+    """The busy batch, and a second session sharing items with ``s`` (a neighbour)."""
     _chained(store, _busy_delta(offset=1))
     other = _delta(p0=2)
     other.sessions["t"] = SessionState("t", "v", ["i1", "i7"], 2.0)
     other.neighbour_index["i1"]["t"] = other.neighbour_index["i7"]["t"] = 2.0
+    other.neighbour_index["i0"]["s"] = other.neighbour_index["i1"]["s"] = 1.0
     _chained(store, other)
-    with commands_sent(redis_server) as sent:
-        inputs = _inputs(
-            store,
-            **{by: "u" if by == "user_id" else "s"},
-            neighbour_sample=500,
-            neighbour_k=100,
-        )
-    assert sent == ["EVALSHA"]
+
+
+@pytest.mark.parametrize("by", ["user_id", "session_id"])
+def test_a_recommendation_is_bounded_reads_in_three_round_trips(
+    store: RedisFeatureStore,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    by: str,
+) -> None:
+    """No script and no search in Redis: only reads of a few keys, each bounded (a range
+    of at most the asked length), in at most three pipelines."""
+    _warm(store)
+    _neighbourly(store)
+    subject = {by: "u" if by == "user_id" else "s"}
+    with commands_sent(redis_server, full=True) as sent, round_trips(monkeypatch) as trips:
+        inputs = _inputs(store, **subject, category="c", neighbour_sample=500, neighbour_k=100)
+    assert len(trips) <= 3, trips
+    assert set(_commands(sent)) <= {"GET", "HMGET", "ZREVRANGE", "HGET"}, sent
+    bound = {"reco:nbr:": 100 - 1}  # neighbour_sessions_per_item, the store's default
+    for line in sent:
+        if line.startswith("ZREVRANGE"):
+            key, start, stop = line.split(" ")[1:4]
+            limit = next((b for p, b in bound.items() if key.strip('"').startswith(p)), 10 - 1)
+            assert start == "0", line
+            assert int(stop) <= limit, line
+    assert inputs.context
+    assert inputs.related
+    assert inputs.popular
+    assert inputs.version
     assert [item for item, _ in inputs.neighbours] == ["i1", "i7"]
+
+
+def test_a_repeated_recommendation_reads_only_the_subject(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within the cache's TTL, the same subject unchanged costs Redis the landmark and the
+    subject's hash: one round trip of two commands."""
+    store = RedisFeatureStore.from_url(
+        redis_server.url, prefix="cached:", list_cache_size=100, list_cache_ttl_s=1.0, **CAPS
+    )
+    try:
+        _neighbourly(store)
+        first = _inputs(store, user_id="u", neighbour_sample=500, neighbour_k=100)
+        with round_trips(monkeypatch) as trips:
+            again = _inputs(store, user_id="u", neighbour_sample=500, neighbour_k=100)
+        assert again == first
+        assert trips == [2], "one pipeline: GET landmark, HMGET user"
+    finally:
+        store.reset()
+        store.close()
+
+
+def _coview_of(store: RedisFeatureStore, user: str, item: str) -> list[tuple[str, float]]:
+    return _inputs(store, user_id=user).related[item].coview
+
+
+def test_the_subjects_own_event_shows_at_once_other_changes_within_the_ttl(
+    redis_server: RedisServer,
+) -> None:
+    """An api replica (``api``, cache on) and the processor (``writer``, another instance).
+    The writer's batch that changes the user shows in the user's next response in full,
+    lists included; one that changes only other shoppers' lists shows once the cached
+    copy expired (at most the TTL), and not before that copy expired."""
+    api = RedisFeatureStore.from_url(
+        redis_server.url, prefix="fresh:", list_cache_size=100, list_cache_ttl_s=1.0, **CAPS
+    )
+    writer = RedisFeatureStore.from_url(redis_server.url, prefix="fresh:", **CAPS)
+    try:
+        _chained(writer, _busy_delta(offset=1))
+        assert _coview_of(api, "u", "i1") == [("i2", 1.5)]
+
+        own = _delta(p0=2)
+        own.coview["i1"]["i9"] += 5.0
+        own.profiles["u"] = UserProfile("u", 2.0, "s", 1, [("i1", 2.0, 1.0)])
+        _chained(writer, own)
+        assert _coview_of(api, "u", "i1") == [("i9", 5.0), ("i2", 1.5)], "own event: at once"
+
+        others = _delta(p0=3)
+        others.coview["i1"]["i8"] += 9.0
+        read_at = time.monotonic()
+        _chained(writer, others)
+        stale = _coview_of(api, "u", "i1")
+        if time.monotonic() - read_at < 0.9:  # the cached copy cannot have expired yet
+            assert stale == [("i9", 5.0), ("i2", 1.5)], "served from the cache"
+        deadline = time.monotonic() + 10
+        while _coview_of(api, "u", "i1")[0] != ("i8", 9.0):
+            assert time.monotonic() < deadline, "other shoppers' change never showed"
+            time.sleep(0.05)
+    finally:
+        writer.reset()
+        writer.close()
+        api.close()
+
+
+def test_a_rescale_empties_every_replicas_cache(redis_server: RedisServer) -> None:
+    """Cached scores are relative to the landmark: once it moves, no replica mixes scales."""
+    api = RedisFeatureStore.from_url(
+        redis_server.url, prefix="scale:", list_cache_size=100, list_cache_ttl_s=1.0, **CAPS
+    )
+    writer = RedisFeatureStore.from_url(redis_server.url, prefix="scale:", **CAPS)
+    try:
+        _chained(writer, _busy_delta(offset=1))
+        assert _coview_of(api, "u", "i1") == [("i2", 1.5)]
+        writer.rescale(10.0, 0.5, 0.25)
+        inputs = _inputs(api, user_id="u")
+        assert inputs.related["i1"].coview == [("i2", 0.75)]
+        assert inputs.popular[0][1] == 0.5
+    finally:
+        writer.reset()
+        writer.close()
+        api.close()
 
 
 def test_neighbours_equal_the_memory_stores_at_scale(redis_server: RedisServer) -> None:

@@ -48,6 +48,8 @@ def open_feature_store(
             prefix=prefix,
             socket_timeout_s=timeout_s,
             rescale_timeout_s=rescale_timeout_s,
+            list_cache_size=settings.feature_cache_size,
+            list_cache_ttl_s=settings.feature_cache_ttl_s,
             **caps,
         )
     raise ConfigError(f"feature store URL scheme {scheme!r}: use memory:// or redis://host:port/db")

@@ -1,11 +1,13 @@
 """The feature store on Redis, shared by the processor (its only writer) and every api replica.
 
-Round trips are the budget, so every call is one command: a processor batch is one EVALSHA
-of ``APPLY`` (all increments, caps, profiles, sessions, dedupe ids, versions, offsets and
-landmark, atomically, since a Lua script runs alone); a recommendation is one EVALSHA of
-``RECO_INPUTS``; ``load_states`` one of ``LOAD_STATES``; ``unseen`` one ZMSCORE. Key names
-and the schema are in :mod:`reco.adapters.redis_keys`, the scripts in
-:mod:`reco.adapters.redis_scripts`.
+Round trips are the budget: a processor batch is one EVALSHA of ``APPLY`` (all increments,
+caps, profiles, sessions, dedupe ids, versions, offsets and landmark, atomically, since a
+Lua script runs alone); ``load_states`` one of ``LOAD_STATES``; ``unseen`` one ZMSCORE.
+Redis runs one command at a time for every api replica together, so the api's reads are
+bounded reads only, pipelined, cached per process for at most a second, and every search
+and score runs in the api (:mod:`reco.adapters.redis_reads`): a recommendation costs Redis
+a few keys of bounded size, not a script. Key names and the schema are in
+:mod:`reco.adapters.redis_keys`, the scripts in :mod:`reco.adapters.redis_scripts`.
 
 Replays. The apply script is a compare-and-set on the offsets: each partition the batch
 names must be stored exactly at the batch's base offset. Ahead (``STALE``): the records
@@ -50,13 +52,14 @@ from reco.adapters.redis_keys import (
     SEQUENCE,
     STATE_FIELD,
     USER,
+    VERSION_FIELD,
     RedisKeys,
 )
+from reco.adapters.redis_reads import ListCache
 from reco.adapters.redis_scripts import (
     APPLIED,
     APPLY,
     LOAD_STATES,
-    RECO_INPUTS,
     RESCALE,
     RESET,
     STALE,
@@ -64,7 +67,7 @@ from reco.adapters.redis_scripts import (
 from reco.exceptions import BackendTimeout, BackendUnavailable, ConfigError
 from reco.ports import ApplyOutcome, RecoInputs, Related, Scored
 from reco.signals import FeatureDelta, SessionState, UserProfile
-from reco.signals.neighbours import Neighbour, neighbour_scores
+from reco.signals.neighbours import neighbour_scores, query, select_neighbours
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +98,8 @@ class RedisFeatureStore:
         session_ttl_s: int = SESSION_TTL_S,
         where: str = "Redis",
         slow_client: redis.Redis | None = None,
+        list_cache_size: int = 0,
+        list_cache_ttl_s: float = 0.0,
     ) -> None:
         """``client`` must decode replies to ``str`` (``decode_responses=True``), as
         :meth:`from_url` sets up; ``where`` names the server in logs and errors.
@@ -102,6 +107,9 @@ class RedisFeatureStore:
         ``slow_client`` (default: ``client``) runs the rescale, which may take longer than
         any sensible read timeout; give it a long one and no retries, since a retry sent
         while the first call still runs would only be answered BUSY.
+
+        ``list_cache_size`` lists of items (co-view, sequence, neighbour index, popular) are
+        cached for ``list_cache_ttl_s`` (at most a second) by the api's reads; 0: no cache.
         """
         if not client.get_encoder().decode_responses:
             raise ConfigError("RedisFeatureStore needs a client with decode_responses=True")
@@ -125,8 +133,8 @@ class RedisFeatureStore:
             neighbour_sessions_per_item,
         )
         self._neighbours_per_item = neighbour_sessions_per_item
+        self._cache = ListCache(list_cache_size, list_cache_ttl_s)
         self._apply = client.register_script(APPLY)
-        self._reco_inputs = client.register_script(RECO_INPUTS)
         self._load_states = client.register_script(LOAD_STATES)
         self._rescale = client.register_script(RESCALE)
         """Batches refused because the store had applied their offsets already."""
@@ -147,6 +155,8 @@ class RedisFeatureStore:
         socket_timeout_s: float = 5.0,
         rescale_timeout_s: float = 60.0,
         retries: int = 3,
+        list_cache_size: int = 0,
+        list_cache_ttl_s: float = 0.0,
     ) -> Self:
         """A store on ``redis://`` / ``rediss://`` / ``unix://`` ``url``.
 
@@ -184,6 +194,8 @@ class RedisFeatureStore:
             profile_ttl_s=profile_ttl_s,
             session_ttl_s=session_ttl_s,
             where=redacted_url(url),
+            list_cache_size=list_cache_size,
+            list_cache_ttl_s=list_cache_ttl_s,
         )
 
     # -- processor side ----------------------------------------------------------------
@@ -233,6 +245,7 @@ class RedisFeatureStore:
         script would leave the commands before it applied).
         """
         args = self._apply_args(delta)
+        self._cache.clear()  # what this instance writes, it reads at once
         with self._reaching("apply"):
             reply: list[Any] = self._apply(keys=[self._keys.landmark], args=args)
         status = int(reply[0])
@@ -270,6 +283,7 @@ class RedisFeatureStore:
         """
         keys = self._keys
         started = time.perf_counter()
+        self._cache.clear()
         with self._reaching("rescale"):
             scaled = self._rescale(
                 client=self._slow_client,
@@ -299,6 +313,7 @@ class RedisFeatureStore:
         again. The processors must be stopped (``reco rebuild`` says so)."""
         keys = self._keys
         deleted = 0
+        self._cache.clear()
         with self._reaching("reset"):
             for family in FAMILIES:
                 found = self._client.scan_iter(match=keys.pattern(family), count=_PAGE)
@@ -345,89 +360,177 @@ class RedisFeatureStore:
         neighbour_sample: int = 0,
         neighbour_k: int = 0,
     ) -> RecoInputs:
-        """Everything in one EVALSHA: the session's (else the user's) state and version,
-        the lists of its first ``context_items`` distinct items, the popular list, and the
-        session neighbours (selected in the script, their items scored here: see
-        :meth:`_neighbour_scores` for why)."""
-        if session_id is not None:
-            mode, subject = "s", session_id
-        elif user_id is not None:
-            mode, subject = "u", user_id
-        else:
-            mode, subject = "", ""
+        """The session's (else the user's) state and version, the lists of its first
+        ``context_items`` distinct items, the popular list and the session neighbours, in
+        at most three pipelined round trips of bounded reads (:mod:`reco.adapters.redis_reads`)."""
+        keys = self._keys
+        popular_spec = (keys.popular(category), popular)
         with self._reaching("recommendation_inputs"):
-            blob, version, related, top, near = self._reco_inputs(
-                keys=[self._keys.landmark],
-                args=[
-                    self._keys.prefix,
-                    mode,
-                    subject,
-                    context_items,
-                    related_per_item,
-                    popular,
-                    int(category is not None),
-                    category or "",
-                    self._neighbours_per_item,
-                    neighbour_sample,
-                    neighbour_k,
-                    "",
-                ],
+            cached = self._cache.get_many([popular_spec]) if popular > 0 else {popular_spec: []}
+            with self._client.pipeline(transaction=False) as pipe:
+                # The landmark: cached values are relative to it (a rescale empties the cache).
+                pipe.get(keys.landmark)
+                if popular_spec not in cached:
+                    pipe.zrevrange(keys.popular(category), 0, popular - 1, withscores=True)
+                if session_id is not None:
+                    pipe.hmget(keys.session(session_id), [STATE_FIELD, VERSION_FIELD])
+                elif user_id is not None:
+                    pipe.hmget(keys.user(user_id), [PROFILE_FIELD, VERSION_FIELD])
+                replies = pipe.execute()
+            if self._cache.at_landmark(replies.pop(0)) and popular_spec in cached:
+                cached = self._read_lists([popular_spec], fresh=True)
+            if popular_spec not in cached:
+                cached = {popular_spec: _scored(replies.pop(0))}
+                self._cache.put_many(cached)
+            top = cached[popular_spec]
+            blob, stored_version = replies[0] if replies else (None, None)
+            version = int(stored_version or 0)
+            if session_id is not None:
+                recent, purchases, exclude = _session_context(blob)
+                subject: tuple[str, str] | None = ("s", session_id)
+            elif user_id is not None:
+                recent, purchases, exclude = _user_context(blob)
+                subject = ("u", user_id)
+            else:
+                recent, purchases, exclude, subject = [], [], None, None
+            fresh = subject is not None and bool(recent) and self._cache.moved(subject, version)
+            related_items = list(dict.fromkeys(recent))[:context_items]
+            # The neighbour query: the context_items most recent items, oldest first.
+            current = recent[:context_items][::-1]
+            lists = self._lists_of(
+                related_items, related_per_item, current, neighbour_sample, neighbour_k, fresh
             )
-        context, purchases = _context(mode, blob)
+            near = self._neighbour_scores(
+                current, lists, exclude=exclude, sample=neighbour_sample, k=neighbour_k
+            )
         return RecoInputs(
-            context=context,
+            context=recent,
             purchases=purchases,
             related={
-                related[i]: Related(coview=_pairs(related[i + 1]), sequence=_pairs(related[i + 2]))
-                for i in range(0, len(related), 3)
+                item: Related(
+                    coview=lists[(keys.coview(item), related_per_item)],
+                    sequence=lists[(keys.sequence(item), related_per_item)],
+                )
+                for item in related_items
             },
-            popular=_pairs(top),
-            version=int(version),
-            neighbours=_neighbour_scores(near),
+            popular=top,
+            version=version,
+            neighbours=near,
         )
 
     def neighbours(
         self, items: Sequence[str], *, exclude: str | None, sample: int, k: int
     ) -> Scored:
-        """The neighbour part of ``recommendation_inputs`` for given items, one EVALSHA."""
+        """The neighbour part of ``recommendation_inputs`` for given items (oldest first)."""
         if not items or k <= 0 or sample <= 0:
             return []
         with self._reaching("neighbours"):
-            reply = self._reco_inputs(
-                keys=[self._keys.landmark],
-                args=[
-                    self._keys.prefix,
-                    "x",
-                    "",
-                    0,
-                    0,
-                    0,
-                    0,
-                    "",
-                    self._neighbours_per_item,
-                    sample,
-                    k,
-                    exclude or "",
-                    *items,
-                ],
-            )
-        return _neighbour_scores(reply[4])
+            lists = self._lists_of([], 0, list(items), sample, k, fresh=False)
+            return self._neighbour_scores(list(items), lists, exclude=exclude, sample=sample, k=k)
 
     def related(self, item_id: str, limit: int) -> Related:
         if limit <= 0:
             return Related()
-        with self._reaching("related"), self._client.pipeline(transaction=False) as pipe:
-            pipe.zrevrange(self._keys.coview(item_id), 0, limit - 1, withscores=True)
-            pipe.zrevrange(self._keys.sequence(item_id), 0, limit - 1, withscores=True)
-            coview, sequence = pipe.execute()
-        return Related(coview=_scored(coview), sequence=_scored(sequence))
+        with self._reaching("related"):
+            lists = self._lists_of([item_id], limit, [], 0, 0, fresh=False)
+        return Related(
+            coview=lists[(self._keys.coview(item_id), limit)],
+            sequence=lists[(self._keys.sequence(item_id), limit)],
+        )
 
     def popular(self, limit: int, category: str | None = None) -> Scored:
         if limit <= 0:
             return []
         with self._reaching("popular"):
-            rows = self._client.zrevrange(self._keys.popular(category), 0, limit - 1, True)
-        return _scored(rows)
+            return self._read_lists([(self._keys.popular(category), limit)], fresh=False)[
+                (self._keys.popular(category), limit)
+            ]
+
+    def _lists_of(
+        self,
+        related_items: Sequence[str],
+        related_per_item: int,
+        current: Sequence[str],
+        sample: int,
+        k: int,
+        fresh: bool,
+    ) -> dict[tuple[str, int], Scored]:
+        """The co-view and sequence lists of ``related_items`` and, when a neighbour search
+        is asked for, the index lists of the distinct items of ``current``: one pipeline."""
+        keys = self._keys
+        specs = [
+            spec
+            for item in related_items
+            for spec in (
+                (keys.coview(item), related_per_item),
+                (keys.sequence(item), related_per_item),
+            )
+        ]
+        if k > 0 and sample > 0:
+            per_item = self._neighbours_per_item
+            specs += [(keys.neighbours(item), per_item) for item in dict.fromkeys(current)]
+        return self._read_lists(specs, fresh=fresh)
+
+    def _read_lists(
+        self, specs: Sequence[tuple[str, int]], *, fresh: bool
+    ) -> dict[tuple[str, int], Scored]:
+        """``(key, limit)`` -> the key's ``limit`` highest members with their scores, highest
+        first: from the cache unless ``fresh``, the rest in one pipeline (cached after)."""
+        found: dict[Any, Any] = {} if fresh else self._cache.get_many(specs)
+        missing = [spec for spec in dict.fromkeys(specs) if spec not in found]
+        if missing:
+            with self._client.pipeline(transaction=False) as pipe:
+                for key, limit in missing:
+                    pipe.zrevrange(key, 0, limit - 1, withscores=True)
+                rows = pipe.execute()
+            fetched = {spec: _scored(row) for spec, row in zip(missing, rows, strict=True)}
+            self._cache.put_many(fetched)
+            found.update(fetched)
+        return found
+
+    def _neighbour_scores(
+        self,
+        current: Sequence[str],
+        lists: Mapping[tuple[str, int], Scored],
+        *,
+        exclude: str | None,
+        sample: int,
+        k: int,
+    ) -> Scored:
+        """Select the ``k`` nearest sessions from the index lists read (the steps of
+        :mod:`reco.signals.neighbours`), then score them from their items, read in one more
+        pipeline (cached like the lists: a neighbour's later items show within the TTL)."""
+        if k <= 0 or sample <= 0 or not current:
+            return []
+        per_item = self._neighbours_per_item
+        chosen = select_neighbours(
+            query(current),
+            lambda item: lists[(self._keys.neighbours(item), per_item)],
+            sample=sample,
+            k=k,
+            exclude=exclude,
+        )
+        if not chosen:
+            return []
+        specs = [("state", n.session_id) for n in chosen]
+        items: dict[Any, Any] = self._cache.get_many(specs)
+        missing = [spec for spec in specs if spec not in items]
+        if missing:
+            with self._client.pipeline(transaction=False) as pipe:
+                for _, session in missing:
+                    pipe.hget(self._keys.session(session), STATE_FIELD)
+                blobs = pipe.execute()
+            fetched = {
+                spec: None if blob is None else orjson.loads(blob)["items"]
+                for spec, blob in zip(missing, blobs, strict=True)
+            }
+            self._cache.put_many(fetched)
+            items.update(fetched)
+        return neighbour_scores(
+            (n, items[("state", n.session_id)])
+            for n in chosen
+            if items[("state", n.session_id)] is not None
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """The canonical form of ``MemoryFeatureStore.snapshot``, read key by key.
@@ -518,44 +621,28 @@ class RedisFeatureStore:
         except (redis.ConnectionError, ReadOnlyError, OutOfMemoryError) as exc:
             raise BackendUnavailable(f"feature store at {self._where}: {exc}") from exc
         except redis.ResponseError as exc:
-            if str(exc).startswith("BUSY"):  # a long script (a rescale) is running
+            # A long script (a rescale) is running; in a pipeline, redis-py names the command.
+            if str(exc).startswith("BUSY") or "caused error: BUSY" in str(exc):
                 raise BackendUnavailable(f"feature store at {self._where}: {exc}") from exc
             raise
 
 
-def _context(mode: str, blob: str | None) -> tuple[list[str], list[str]]:
-    """Recent items (most recent first) and purchases out of a stored state or profile."""
+def _session_context(blob: str | None) -> tuple[list[str], list[str], str | None]:
+    """A stored session state's items (most recent first), no purchases, and the session
+    itself, which its own neighbour search leaves out."""
     if blob is None:
-        return [], []
-    if mode == "s":
-        return SessionState.from_dict(orjson.loads(blob)).items[::-1], []
+        return [], [], None
+    state = SessionState.from_dict(orjson.loads(blob))
+    return state.items[::-1], [], state.session_id
+
+
+def _user_context(blob: str | None) -> tuple[list[str], list[str], str | None]:
+    """A stored profile's recent items (most recent first), purchases, and current session,
+    which the user's neighbour search leaves out."""
+    if blob is None:
+        return [], [], None
     profile = UserProfile.from_dict(orjson.loads(blob))
-    return [item for item, _, _ in profile.recent], profile.purchases
-
-
-def _neighbour_scores(flat: Sequence[Any]) -> Scored:
-    """Score the neighbours the script chose, ``[session, similarity, step, state JSON or
-    None, ...]``, from their items.
-
-    The script selects them (the index holds all it needs) but leaves the scoring to
-    Python: the states cross the wire as stored and orjson reads them faster than cjson
-    would inside Redis, where every microsecond holds up every other client; and one scoring
-    function serves both stores. ~100 states of a few hundred bytes are a small reply.
-    """
-    chosen = (
-        (Neighbour(flat[i], float(flat[i + 1]), int(flat[i + 2])), flat[i + 3])
-        for i in range(0, len(flat), 4)
-    )
-    return neighbour_scores(
-        (neighbour, orjson.loads(state)["items"])
-        for neighbour, state in chosen
-        if state is not None
-    )
-
-
-def _pairs(flat: Sequence[str]) -> Scored:
-    """``[member, score, member, score, ...]`` as a script returns ZRANGE WITHSCORES."""
-    return list(zip(flat[::2], map(float, flat[1::2]), strict=True))
+    return [item for item, _, _ in profile.recent], profile.purchases, profile.session_id
 
 
 def _scored(rows: Iterable[Sequence[Any]]) -> Scored:

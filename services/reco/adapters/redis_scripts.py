@@ -1,4 +1,4 @@
-"""The Lua scripts of the Redis feature store: one per call that must be one round trip.
+"""The Lua scripts of the Redis feature store: the processor's writes, which must be atomic.
 
 A script runs alone in Redis, so each is atomic; redis-py sends it once (SCRIPT LOAD) and
 then only its SHA (EVALSHA). Every script starts with the key names of
@@ -144,134 +144,6 @@ for _, po in ipairs(d.offsets) do call('HSET', K_OFFSETS, po[1], po[2]) end
 return {{{APPLIED}}}
 """
 
-# ARGV: prefix, mode ("s" session, "u" user, "x" the items that follow, "" neither), its
-# id, context items, related per item, popular, "1" when a category follows, the category,
-# then for the session neighbours: sessions read per item, sample, k, the session to leave
-# out (mode "x"), then (mode "x") the items, oldest first. Reply: {state or profile JSON or
-# nil, version, {item, coview, sequence, ...}, popular, {session, similarity, step, state
-# JSON or nil, ...}}, lists as ZRANGE WITHSCORES. The neighbour search follows the steps of
-# ``reco.signals.neighbours`` exactly, in the same order, so that sums and ties agree with
-# the in-memory store; the neighbours' items are scored by the caller, from their states.
-_RECO_INPUTS = """
-local MODE, ID = ARGV[2], ARGV[3]
-local CONTEXT, LIMIT, POPULAR = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local POPULAR_KEY = K_POPULAR
-if ARGV[7] == '1' then POPULAR_KEY = k_category(ARGV[8]) end
-local PER_ITEM, SAMPLE, K = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
-local EXCLUDE = ARGV[12]
-local call = redis.call
-
--- a > b byte by byte: the order of Python's str comparison for UTF-8, whatever the locale
--- (Lua's own string comparison follows the server's collation).
-local function after(a, b)
-  if a == b then return false end
-  local n = math.min(#a, #b)
-  for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x > y end
-  end
-  return #a > #b
-end
-
-local function neighbours(current)
-  local out = {}
-  local length = #current
-  if K <= 0 or SAMPLE <= 0 or length == 0 then return out end
-  local dot, last, step, pool, seen, distinct = {}, {}, {}, {}, {}, 0
-  for s = 1, length do
-    local item = current[length - s + 1]
-    if not seen[item] then
-      seen[item] = true
-      distinct = distinct + 1
-      local w = (length - s + 1) / length
-      local flat = call('ZREVRANGE', k_neighbours(item), 0, PER_ITEM - 1, 'WITHSCORES')
-      for i = 1, #flat, 2 do
-        local session = flat[i]
-        if session ~= EXCLUDE then
-          local ts = tonumber(flat[i + 1])
-          local d = dot[session]
-          if d then
-            dot[session] = d + w
-            if ts > last[session] then last[session] = ts end
-          else
-            dot[session], last[session], step[session] = w, ts, s
-            pool[#pool + 1] = session
-          end
-        end
-      end
-    end
-  end
-  if #pool > SAMPLE then
-    table.sort(pool, function(a, b)
-      if last[a] ~= last[b] then return last[a] > last[b] end
-      return after(a, b)
-    end)
-    for i = #pool, SAMPLE + 1, -1 do pool[i] = nil end
-  end
-  local sim = {}
-  for _, session in ipairs(pool) do sim[session] = dot[session] / distinct end
-  table.sort(pool, function(a, b)
-    if sim[a] ~= sim[b] then return sim[a] > sim[b] end
-    if last[a] ~= last[b] then return last[a] > last[b] end
-    return after(a, b)
-  end)
-  for i = 1, math.min(K, #pool) do
-    local session = pool[i]
-    out[#out + 1] = session
-    -- 17 digits: the exact double, where a Lua number in a reply would be truncated.
-    out[#out + 1] = string.format('%.17g', sim[session])
-    out[#out + 1] = step[session]
-    out[#out + 1] = call('HGET', k_session(session), F_STATE)
-  end
-  return out
-end
-
-local function top(key, n)
-  if n <= 0 then return {} end
-  return call('ZREVRANGE', key, 0, n - 1, 'WITHSCORES')
-end
-
-local blob, version, recent, exclude = false, 0, {}, ''
-if MODE == 's' then
-  exclude = ID
-  local h = call('HMGET', k_session(ID), F_STATE, F_VERSION)
-  blob, version = h[1], tonumber(h[2]) or 0
-  if blob then
-    local items = cjson.decode(blob).items
-    for i = #items, 1, -1 do recent[#recent + 1] = items[i] end
-  end
-elseif MODE == 'u' then
-  local h = call('HMGET', k_user(ID), F_PROFILE, F_VERSION)
-  blob, version = h[1], tonumber(h[2]) or 0
-  if blob then
-    local profile = cjson.decode(blob)
-    for _, entry in ipairs(profile.recent) do recent[#recent + 1] = entry[1] end
-    if type(profile.session_id) == 'string' then exclude = profile.session_id end
-  end
-elseif MODE == 'x' then
-  exclude = EXCLUDE
-  for i = #ARGV, 13, -1 do recent[#recent + 1] = ARGV[i] end
-end
-if MODE ~= 'x' then EXCLUDE = exclude end
-
-local related, taken, seen = {}, 0, {}
-for _, item in ipairs(recent) do
-  if taken >= CONTEXT then break end
-  if not seen[item] then
-    seen[item] = true
-    taken = taken + 1
-    related[#related + 1] = item
-    related[#related + 1] = top(k_coview(item), LIMIT)
-    related[#related + 1] = top(k_sequence(item), LIMIT)
-  end
-end
--- The neighbour query: the CONTEXT most recent items (all given items in mode x).
-local current, last = {}, #recent
-if MODE ~= 'x' then last = math.min(last, CONTEXT) end
-for i = last, 1, -1 do current[#current + 1] = recent[i] end
-return {blob, version, related, top(POPULAR_KEY, POPULAR), neighbours(current)}
-"""
-
 # ARGV: prefix, number of users, the user ids, then session ids. Reply: {profile JSON or nil
 # per user, {session JSON, ...}} for the sessions asked for and the users' current ones.
 _LOAD_STATES = """
@@ -335,7 +207,7 @@ return scaled
 def _script(body: str, *, read_only: bool = False) -> str:
     """A script with the key names prepended.
 
-    ``no-writes`` lets the api's reads run on a replica and while Redis is over
+    ``no-writes`` lets the processor's state reads run on a replica and while Redis is over
     ``maxmemory``; a script without it is refused up front in that case, before any write.
     """
     shebang = "#!lua flags=no-writes\n" if read_only else "#!lua\n"
@@ -343,6 +215,5 @@ def _script(body: str, *, read_only: bool = False) -> str:
 
 
 APPLY: Final = _script(_APPLY)
-RECO_INPUTS: Final = _script(_RECO_INPUTS, read_only=True)
 LOAD_STATES: Final = _script(_LOAD_STATES, read_only=True)
 RESCALE: Final = _script(_RESCALE)
