@@ -131,9 +131,7 @@ class ServerTime:
         if self.client is None:
             return None
         stats = self.client.info("commandstats")
-        total = sum(
-            float(s["usec"]) for name, s in stats.items() if name not in {"cmdstat_info"}
-        )
+        total = sum(float(s["usec"]) for name, s in stats.items() if name not in {"cmdstat_info"})
         if "cmdstat_evalsha" in stats:
             # Inside-script calls show in their own lines: keep the scripts' own total only.
             total = float(stats["cmdstat_evalsha"]["usec"])
@@ -177,20 +175,30 @@ def bench_apply(
 
 
 def bench_reads(
-    store: RedisFeatureStore, args: argparse.Namespace, server: ServerTime
+    url: str, prefix: str, args: argparse.Namespace, server: ServerTime
 ) -> dict[str, Any]:
-    """The api's read with its default sizes, without and with the neighbour search; with a
-    server of our own, also Redis's own time per read (``redis_us``: commands; ``redis_cpu_us``:
-    the server process's CPU, network handling included)."""
+    """The api's read with its default sizes: without and with the neighbour search, with
+    no list cache (every list read from Redis), and as an api replica reads by default (the
+    per-process list cache on; users drawn at random, so how often it hits depends on how
+    many users share items). With a server of our own, also Redis's own time per read
+    (``redis_us``: commands; ``redis_cpu_us``: the server process's CPU, network included)."""
     settings = EngineSettings()
     rng = random.Random(2)
     out: dict[str, Any] = {}
-    for label, sample, k in (
-        ("without_neighbours", 0, 0),
-        ("with_neighbours", settings.neighbour_sample, settings.neighbour_k),
+    uncached = RedisFeatureStore.from_url(url, prefix=prefix)
+    cached = RedisFeatureStore.from_url(
+        url,
+        prefix=prefix,
+        list_cache_size=settings.feature_cache_size,
+        list_cache_ttl_s=settings.feature_cache_ttl_s,
+    )
+    for label, store, sample, k in (
+        ("without_neighbours", uncached, 0, 0),
+        ("with_neighbours", uncached, settings.neighbour_sample, settings.neighbour_k),
+        ("with_neighbours_cached", cached, settings.neighbour_sample, settings.neighbour_k),
     ):
 
-        def read(sample: int = sample, k: int = k) -> None:
+        def read(store: RedisFeatureStore = store, sample: int = sample, k: int = k) -> None:
             store.recommendation_inputs(
                 user_id=f"u{rng.randrange(USERS)}",
                 session_id=None,
@@ -209,6 +217,8 @@ def bench_reads(
         if command is not None and cpu_before is not None and cpu_after is not None:
             out[label]["redis_us"] = round(command / args.requests, 1)
             out[label]["redis_cpu_us"] = round((cpu_after - cpu_before) / args.requests, 1)
+    uncached.close()
+    cached.close()
     return out
 
 
@@ -217,7 +227,7 @@ def run(url: str, prefix: str, args: argparse.Namespace, own_server: bool) -> di
     server = ServerTime(url if own_server else None)
     try:
         applied = bench_apply(store, args, server)
-        reads = bench_reads(store, args, server)
+        reads = bench_reads(url, prefix, args, server)
         landmark = (store.landmark() or 0.0) + 3600.0
         rescale_us = timed(lambda: store.rescale(landmark, 0.99, 0.98))
     finally:
