@@ -9,6 +9,7 @@ the processor derives it, because only it sees each user's previous event.
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 import uuid
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import msgspec
 import orjson
 from pydantic import (
     AfterValidator,
@@ -37,6 +39,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # check itself stays in Python (pydantic's regex engine would differ on what is a space).
 _ID_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+_TYPE = re.compile(EVENT_TYPE_PATTERN)
 TIMESTAMP_HELP = (
     "must be Unix epoch seconds (a number >= 0) or an RFC 3339 date-time with a time zone"
 )
@@ -44,6 +47,9 @@ TIMESTAMP_HELP = (
 # 1000 was not sent in milliseconds (year 9999 in seconds is 1978 in milliseconds).
 _PLAUSIBLE_SINCE = 946_684_800.0
 _UNITS = (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9))
+# One encoder for every log record: msgspec's keeps its buffer between calls, where
+# orjson.dumps allocates one per record (2.5 µs an event in a batch of 1000, against 0.2).
+_ENCODER = msgspec.json.Encoder()
 
 
 def _check_id(value: str) -> str:
@@ -52,6 +58,19 @@ def _check_id(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
     return value
+
+
+_FastId = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+"""``Identifier``'s lengths for msgspec; its other checks are :func:`_plain`."""
+
+
+def _plain(value: str | None) -> bool:
+    """What ``_check_id`` accepts, true or false instead of a message. ``isprintable`` clears
+    a usual id in C; only one with some non-printable character (which may be a harmless
+    one, such as a non-breaking space) is searched for control characters."""
+    return value is None or (
+        not value.isspace() and (value.isprintable() or not _CONTROL.search(value))
+    )
 
 
 Identifier = Annotated[
@@ -93,6 +112,25 @@ class EventIn(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
+class _WireEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """The checks of ``EventIn`` that msgspec runs in C: types, lengths, no unknown field.
+
+    The batch path (``EventValidator.validate_batch``) runs these, then the rest of
+    ``EventIn``'s checks in Python (:func:`_plain`, the known types, the timestamp). It only
+    ever accepts what ``EventIn`` accepts: msgspec's conversion is strict (no ``"5"`` for a
+    number, no ``true`` for a timestamp), and anything it refuses goes through ``EventIn``
+    again for the message.
+    """
+
+    user_id: _FastId
+    item_id: _FastId
+    type: str
+    event_id: _FastId | None = None
+    timestamp: float | str | None = None
+    session_id: _FastId | None = None
+    properties: dict[str, Any] = {}
+
+
 class InvalidEvent(RecoError):
     """An event that breaks the schema or a setting; ``str()`` says what and where."""
 
@@ -125,7 +163,7 @@ class Event:
         }
         if self.trace is not None:
             data["trace"] = self.trace
-        return orjson.dumps(data)
+        return _ENCODER.encode(data)
 
     @classmethod
     def from_json(cls, payload: bytes | str) -> Event:
@@ -152,7 +190,48 @@ class EventValidator:
 
     def __init__(self, event_weights: Mapping[str, float], max_future_skew_s: float) -> None:
         self._types = frozenset(event_weights)
+        # The known types that EventIn's pattern lets through: the batch path checks both.
+        self._plain_types = frozenset(t for t in self._types if _TYPE.fullmatch(t))
         self._skew = max_future_skew_s
+
+    def validate_batch(
+        self, raws: list[Any], *, now: float, trace: str | None = None
+    ) -> list[Event] | None:
+        """Every event of ``raws`` stamped, or ``None`` as soon as one is not valid: then
+        ``validate``, event by event, says which and why.
+
+        The same checks and stamps as ``validate``, at a fraction of its cost per event (a
+        batch of 1000 spends ~2 µs an event here against ~6 µs through pydantic): the shape is
+        checked by msgspec in C, the rest in one loop, and new event ids are drawn at once.
+        """
+        try:
+            wires = msgspec.convert(raws, list[_WireEvent])
+        except msgspec.ValidationError:
+            return None
+        types, latest = self._plain_types, now + self._skew
+        new_ids = iter(new_event_ids(sum(1 for w in wires if w.event_id is None)))
+        events = []
+        for w in wires:
+            if not (
+                w.type in types
+                and _plain(w.user_id)
+                and _plain(w.item_id)
+                and _plain(w.event_id)
+                and _plain(w.session_id)
+            ):
+                return None
+            try:
+                ts = now if w.timestamp is None else _epoch(w.timestamp, now)
+            except InvalidEvent:
+                return None
+            if ts > latest:
+                return None
+            event_id = next(new_ids) if w.event_id is None else w.event_id
+            events.append(
+                Event(event_id, w.user_id, w.item_id, w.type, ts, now, w.session_id,
+                      w.properties, trace)
+            )  # fmt: skip
+        return events
 
     def validate(self, raw: Any, *, now: float | None = None, trace: str | None = None) -> Event:
         if not isinstance(raw, dict):
@@ -188,6 +267,22 @@ class EventValidator:
             properties=wire.properties,
             trace=trace,
         )
+
+
+def new_event_ids(count: int) -> list[str]:
+    """``count`` ids as ``uuid.uuid4().hex`` makes them (random, version 4, 32 hex digits),
+    from one read of the system's random source instead of one read and one UUID object
+    each (``uuid4`` costs ~2 µs; this ~0.1 µs an id)."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = raw[6::16].translate(_UUID_VERSION)
+    raw[8::16] = raw[8::16].translate(_UUID_VARIANT)
+    text = raw.hex()
+    return [text[start : start + 32] for start in range(0, 32 * count, 32)]
+
+
+# RFC 4122 (section 4.4): the version nibble 4 in byte 6, the variant bits 10 in byte 8.
+_UUID_VERSION = bytes(b & 0x0F | 0x40 for b in range(256))
+_UUID_VARIANT = bytes(b & 0x3F | 0x80 for b in range(256))
 
 
 def _epoch(value: float | str | None, now: float) -> float:

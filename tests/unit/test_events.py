@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+import uuid
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from reco.events import TIMESTAMP_HELP, Event, EventValidator, InvalidEvent
+from reco.events import TIMESTAMP_HELP, Event, EventValidator, InvalidEvent, new_event_ids
 from reco.settings import DEFAULT_EVENT_WEIGHTS, EngineSettings
 from reco.validation import ECHO_CHARS, echo, field_path
 
@@ -95,6 +99,133 @@ def test_invalid_events_say_what_is_wrong(
     with pytest.raises(InvalidEvent) as exc:
         validator.validate(raw, now=NOW)
     assert fragment in str(exc.value)
+    # The batch path refuses it too, wherever it is in the batch (and validate says why).
+    good = {"user_id": "u", "item_id": "i", "type": "view"}
+    assert validator.validate_batch([good, raw, good], now=NOW) is None
+
+
+def _one_by_one(validator: EventValidator, raw: object) -> Event | None:
+    try:
+        return validator.validate(raw, now=NOW, trace="tp")
+    except InvalidEvent:
+        return None
+
+
+def _same_but_generated_ids(fast: Event, slow: Event, raw: Any) -> None:
+    if raw.get("event_id") is None:
+        assert uuid.UUID(fast.event_id).hex == fast.event_id
+        fast = Event(**{**_fields(fast), "event_id": slow.event_id})
+    assert fast == slow
+
+
+def _fields(event: Event) -> dict[str, Any]:
+    return {name: getattr(event, name) for name in Event.__slots__}
+
+
+ACCEPTED_CASES: list[dict[str, Any]] = [
+    {"user_id": "u", "item_id": "i", "type": "like"},
+    {"user_id": "u", "item_id": "i", "type": "view", "event_id": "e", "session_id": "s"},
+    {"user_id": "u", "item_id": "i", "type": "view", "timestamp": 1_600_000_000},
+    {"user_id": "u", "item_id": "i", "type": "view", "timestamp": NOW + 299.5},
+    {"user_id": "u", "item_id": "i", "type": "view", "timestamp": "2023-11-14T22:13:20+01:00"},
+    {"user_id": "u", "item_id": "i", "type": "view", "timestamp": "1600000000.5"},
+    {"user_id": "u", "item_id": "i", "type": "view", "timestamp": None, "event_id": None},
+    {"user_id": "a\u00a0b", "item_id": "é" * 256, "type": "cart", "properties": {"p": [1, {}]}},
+    {"user_id": "u", "item_id": "i", "type": "view", "timestamp": "1600000000", "properties": {}},
+    {"user_id": "u\u2028", "item_id": "\x85i", "type": "view"},
+]
+REFUSED_CASES: list[dict[str, Any]] = [  # each by a different check
+    {"user_id": "\u00a0", "item_id": "i", "type": "view"},
+    {"user_id": "u", "item_id": "i\u2028\x85", "type": "view", "session_id": " \t"},
+    {"user_id": "u", "item_id": "i", "type": "view", "event_id": "a\x7fb"},
+    {"user_id": "u", "item_id": "é" * 257, "type": "view"},
+    {"user_id": "u", "item_id": "i", "type": "view", "timestamp": True},
+    {"user_id": "u", "item_id": "i", "type": "view", "timestamp": -0.5},
+    {"user_id": "u", "item_id": "i", "type": "view", "timestamp": "-5"},
+    {"user_id": "u", "item_id": "i", "type": "view", "timestamp": NOW + 300.5},
+    {"user_id": "u", "item_id": "i", "type": "view", "properties": None},
+    {"user_id": "u", "item_id": "i", "type": "view", "event_id": ""},
+    {"user_id": "u", "item_id": "i", "type": "view", "session_id": 5},
+    {"user_id": "u", "item_id": "i", "type": "view\n"},
+    {"user_id": "u", "item_id": "i", "type": "Odd"},
+    {"user_id": "u", "item_id": "i", "type": "x" * 33},
+    {"user_id": "u", "type": "view"},
+    {"user_id": "u", "item_id": "i", "type": "view", "trace": "x"},
+]
+
+
+@pytest.mark.parametrize("raw", ACCEPTED_CASES + REFUSED_CASES)
+def test_the_batch_path_accepts_and_stamps_exactly_what_validate_does(raw: dict[str, Any]) -> None:
+    # "Odd" is known but does not match EventIn's pattern; "x" * 33 neither.
+    validator = EventValidator(
+        {**DEFAULT_EVENT_WEIGHTS, "like": 4.0, "Odd": 1.0, "x" * 33: 1.0}, max_future_skew_s=300
+    )
+    slow = _one_by_one(validator, raw)
+    fast = validator.validate_batch([raw], now=NOW, trace="tp")
+    assert (slow is not None) == (raw in ACCEPTED_CASES)
+    assert (fast is None) == (slow is None), (raw, slow)
+    if fast is not None and slow is not None:
+        _same_but_generated_ids(fast[0], slow, raw)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6,
+)
+# Mostly valid values, so that both paths accept a good share of the events drawn.
+_IDS = st.sampled_from(["u", "item-7", "a\u00a0b"]) | st.text(min_size=1, max_size=4)
+_TIMESTAMPS = st.one_of(
+    st.none(),
+    st.floats(0, NOW + 300),
+    st.integers(0, int(NOW)),
+    st.sampled_from(["2023-11-14T22:13:20Z", "1e9"]),
+    st.floats(allow_nan=False) | st.integers(),
+    st.sampled_from(["2023-11-14T22:13:20", "nan", "x", True, NOW + 301]),
+)
+_OPTIONAL = {
+    "event_id": st.none() | _IDS,
+    "timestamp": _TIMESTAMPS,
+    "session_id": st.none() | _IDS,
+    "properties": st.dictionaries(st.text(max_size=3), _JSON, max_size=2),
+}
+
+
+@st.composite
+def _raw_events(draw: st.DrawFn) -> dict[str, Any]:
+    raw = {
+        "user_id": draw(_IDS),
+        "item_id": draw(_IDS),
+        "type": draw(st.sampled_from(["view", "cart", "purchase", "VIEW", "teleport", "v\n"])),
+    }
+    for name in sorted(draw(st.sets(st.sampled_from(sorted(_OPTIONAL))))):
+        raw[name] = draw(_OPTIONAL[name])
+    if draw(st.integers(0, 9)) == 0:  # a field missing, one too many, properties not a dict
+        raw.update(draw(st.sampled_from([{"usr": 1}, {"properties": [1]}, {"properties": None}])))
+        if draw(st.booleans()):
+            raw.pop("item_id")
+    return raw
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_raw_events())
+def test_the_batch_path_agrees_with_validate_on_any_event(raw: dict[str, Any]) -> None:
+    validator = EventValidator(DEFAULT_EVENT_WEIGHTS, max_future_skew_s=300)
+    slow = _one_by_one(validator, raw)
+    fast = validator.validate_batch([raw], now=NOW, trace="tp")
+    assert (fast is None) == (slow is None), (raw, slow)
+    if fast is not None and slow is not None:
+        _same_but_generated_ids(fast[0], slow, raw)
+
+
+def test_new_event_ids_are_random_version_4_uuids_as_uuid4_hex_writes_them() -> None:
+    ids = new_event_ids(1000)
+    assert len(set(ids)) == 1000
+    for event_id in ids:
+        parsed = uuid.UUID(event_id)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert parsed.hex == event_id
+    assert new_event_ids(0) == []
 
 
 def _refusal(validator: EventValidator, timestamp: object) -> str:
