@@ -173,10 +173,12 @@ def measure_http(api: str, ingest: str, seconds: float, repeats: int) -> dict[st
     fixed = median_of(repeats, lambda: vegeta(api, users, 1000, seconds))
     fresh = load("freshness", api, "--ingest", ingest, "--samples", "300")
     single = median_of(repeats, lambda: wrk(ingest, "/events", POST_LUA, seconds))
-    batch = median_of(repeats, lambda: load("ingest-batch", ingest, "--seconds", str(seconds)))
+    batch_args = ("--seconds", str(seconds), "--server-cpu")
+    batch = median_of(repeats, lambda: load("ingest-batch", ingest, *batch_args))
     return {
         "ingest_single_events_per_s": round(single["rps"]),
         "ingest_batch_events_per_s": round(batch["events_per_s"]),
+        "ingest_cpu_us_per_event": round(batch["server_cpu_us_per_event"], 2),
         "freshness_p50_ms": round(fresh["p50_ms"], 2),
         "freshness_p99_ms": round(fresh["p99_ms"], 2),
         "api_concurrency": CONCURRENCY,
