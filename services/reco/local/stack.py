@@ -36,13 +36,20 @@ class ServiceProcess:
     unless ``port`` is given."""
 
     def __init__(
-        self, role: str, env: Mapping[str, str], log_dir: Path, *, port: int | None = None
+        self,
+        role: str,
+        env: Mapping[str, str],
+        log_dir: Path,
+        *,
+        port: int | None = None,
+        name: str | None = None,
     ) -> None:
+        """``name`` (default: the role) names the log file, for two processes of a role."""
         self.role = role
         self.port = free_port() if port is None else port
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.env = {**os.environ, **env, "RECO_PORT": str(self.port), "RECO_HOST": LOOPBACK}
-        self.log_path = log_dir / f"{role}.log"
+        self.log_path = log_dir / f"{name or role}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
