@@ -30,7 +30,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Self, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -38,6 +38,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.client import Pipeline
 from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.retry import Retry
 
@@ -364,26 +365,17 @@ class RedisFeatureStore:
         ``context_items`` distinct items, the popular list and the session neighbours, in
         at most three pipelined round trips of bounded reads (:mod:`reco.adapters.redis_reads`)."""
         keys = self._keys
-        popular_spec = (keys.popular(category), popular)
         with self._reaching("recommendation_inputs"):
-            cached = self._cache.get_many([popular_spec]) if popular > 0 else {popular_spec: []}
             with self._client.pipeline(transaction=False) as pipe:
                 # The landmark: cached values are relative to it (a rescale empties the cache).
                 pipe.get(keys.landmark)
-                if popular_spec not in cached:
-                    pipe.zrevrange(keys.popular(category), 0, popular - 1, withscores=True)
                 if session_id is not None:
                     pipe.hmget(keys.session(session_id), [STATE_FIELD, VERSION_FIELD])
                 elif user_id is not None:
                     pipe.hmget(keys.user(user_id), [PROFILE_FIELD, VERSION_FIELD])
                 replies = pipe.execute()
-            if self._cache.at_landmark(replies.pop(0)) and popular_spec in cached:
-                cached = self._read_lists([popular_spec], fresh=True)
-            if popular_spec not in cached:
-                cached = {popular_spec: _scored(replies.pop(0))}
-                self._cache.put_many(cached)
-            top = cached[popular_spec]
-            blob, stored_version = replies[0] if replies else (None, None)
+            self._cache.at_landmark(replies[0])
+            blob, stored_version = replies[1] if len(replies) > 1 else (None, None)
             version = int(stored_version or 0)
             if session_id is not None:
                 recent, purchases, exclude = _session_context(blob)
@@ -397,8 +389,12 @@ class RedisFeatureStore:
             related_items = list(dict.fromkeys(recent))[:context_items]
             # The neighbour query: the context_items most recent items, oldest first.
             current = recent[:context_items][::-1]
-            lists = self._lists_of(
-                related_items, related_per_item, current, neighbour_sample, neighbour_k, fresh
+            own = self._list_specs(
+                related_items, related_per_item, current, neighbour_sample, neighbour_k
+            )
+            popular_spec = (keys.popular(category), popular)
+            lists = self._read_lists(
+                [*own, popular_spec] if popular > 0 else own, bypass=set(own) if fresh else ()
             )
             near = self._neighbour_scores(
                 current, lists, exclude=exclude, sample=neighbour_sample, k=neighbour_k
@@ -413,7 +409,7 @@ class RedisFeatureStore:
                 )
                 for item in related_items
             },
-            popular=top,
+            popular=lists.get(popular_spec, []),
             version=version,
             neighbours=near,
         )
@@ -425,14 +421,14 @@ class RedisFeatureStore:
         if not items or k <= 0 or sample <= 0:
             return []
         with self._reaching("neighbours"):
-            lists = self._lists_of([], 0, list(items), sample, k, fresh=False)
+            lists = self._read_lists(self._list_specs([], 0, items, sample, k))
             return self._neighbour_scores(list(items), lists, exclude=exclude, sample=sample, k=k)
 
     def related(self, item_id: str, limit: int) -> Related:
         if limit <= 0:
             return Related()
         with self._reaching("related"):
-            lists = self._lists_of([item_id], limit, [], 0, 0, fresh=False)
+            lists = self._read_lists(self._list_specs([item_id], limit, [], 0, 0))
         return Related(
             coview=lists[(self._keys.coview(item_id), limit)],
             sequence=lists[(self._keys.sequence(item_id), limit)],
@@ -441,22 +437,20 @@ class RedisFeatureStore:
     def popular(self, limit: int, category: str | None = None) -> Scored:
         if limit <= 0:
             return []
+        spec = (self._keys.popular(category), limit)
         with self._reaching("popular"):
-            return self._read_lists([(self._keys.popular(category), limit)], fresh=False)[
-                (self._keys.popular(category), limit)
-            ]
+            return self._read_lists([spec])[spec]
 
-    def _lists_of(
+    def _list_specs(
         self,
         related_items: Sequence[str],
         related_per_item: int,
         current: Sequence[str],
         sample: int,
         k: int,
-        fresh: bool,
-    ) -> dict[tuple[str, int], Scored]:
-        """The co-view and sequence lists of ``related_items`` and, when a neighbour search
-        is asked for, the index lists of the distinct items of ``current``: one pipeline."""
+    ) -> list[tuple[str, int]]:
+        """``(key, limit)`` of the co-view and sequence lists of ``related_items`` and, when a
+        neighbour search is asked for, of the index lists of the distinct items of ``current``."""
         keys = self._keys
         specs = [
             spec
@@ -469,21 +463,39 @@ class RedisFeatureStore:
         if k > 0 and sample > 0:
             per_item = self._neighbours_per_item
             specs += [(keys.neighbours(item), per_item) for item in dict.fromkeys(current)]
-        return self._read_lists(specs, fresh=fresh)
+        return specs
 
     def _read_lists(
-        self, specs: Sequence[tuple[str, int]], *, fresh: bool
+        self, specs: Sequence[tuple[str, int]], *, bypass: Collection[tuple[str, int]] = ()
     ) -> dict[tuple[str, int], Scored]:
         """``(key, limit)`` -> the key's ``limit`` highest members with their scores, highest
-        first: from the cache unless ``fresh``, the rest in one pipeline (cached after)."""
-        found: dict[Any, Any] = {} if fresh else self._cache.get_many(specs)
+        first: from the cache except for ``bypass``, the rest in one pipeline."""
+        return self._read_through(
+            specs,
+            bypass=bypass,
+            send=lambda pipe, spec: pipe.zrevrange(spec[0], 0, spec[1] - 1, withscores=True),
+            parse=_scored,
+        )
+
+    def _read_through(
+        self,
+        specs: Sequence[Any],
+        *,
+        send: Callable[[Pipeline, Any], object],
+        parse: Callable[[Any], Any],
+        bypass: Collection[Any] = (),
+    ) -> dict[Any, Any]:
+        """Each of ``specs`` (a cache key) -> its value: from the per-process cache (except
+        ``bypass``), the rest read in one pipeline (``send`` queues a spec's command,
+        ``parse`` turns its reply into the value), then cached."""
+        found = self._cache.get_many(s for s in specs if s not in bypass)
         missing = [spec for spec in dict.fromkeys(specs) if spec not in found]
         if missing:
             with self._client.pipeline(transaction=False) as pipe:
-                for key, limit in missing:
-                    pipe.zrevrange(key, 0, limit - 1, withscores=True)
-                rows = pipe.execute()
-            fetched = {spec: _scored(row) for spec, row in zip(missing, rows, strict=True)}
+                for spec in missing:
+                    send(pipe, spec)
+                replies = pipe.execute()
+            fetched = {spec: parse(reply) for spec, reply in zip(missing, replies, strict=True)}
             self._cache.put_many(fetched)
             found.update(fetched)
         return found
@@ -512,20 +524,11 @@ class RedisFeatureStore:
         )
         if not chosen:
             return []
-        specs = [("state", n.session_id) for n in chosen]
-        items: dict[Any, Any] = self._cache.get_many(specs)
-        missing = [spec for spec in specs if spec not in items]
-        if missing:
-            with self._client.pipeline(transaction=False) as pipe:
-                for _, session in missing:
-                    pipe.hget(self._keys.session(session), STATE_FIELD)
-                blobs = pipe.execute()
-            fetched = {
-                spec: None if blob is None else orjson.loads(blob)["items"]
-                for spec, blob in zip(missing, blobs, strict=True)
-            }
-            self._cache.put_many(fetched)
-            items.update(fetched)
+        items = self._read_through(
+            [("state", n.session_id) for n in chosen],
+            send=lambda pipe, spec: pipe.hget(self._keys.session(spec[1]), STATE_FIELD),
+            parse=lambda blob: None if blob is None else orjson.loads(blob)["items"],
+        )
         return neighbour_scores(
             (n, items[("state", n.session_id)])
             for n in chosen

@@ -4,9 +4,9 @@ A recommendation reads a few keys of bounded size, in three pipelined round trip
 all searching and scoring in the api process, which scales with replicas, where Redis runs
 one command at a time for every replica together:
 
-1. the subject's state and version (a session's or a user's hash) and the popular list;
+1. the subject's state and version (a session's or a user's hash) and the landmark;
 2. per context item its co-view and sequence lists (``related_per_item`` each) and, for the
-   session-neighbour query, its index list (``neighbour_sessions_per_item``);
+   session-neighbour query, its index list (``neighbour_sessions_per_item``); the popular list;
 3. the items of the ``k`` nearest sessions, chosen here (:mod:`reco.signals.neighbours`)
    from the index lists of step 2.
 
