@@ -18,8 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from reco.adapters.memory_features import MemoryFeatureStore
-from reco.adapters.redis_features import RedisFeatureStore
+from reco.adapters.factory import open_feature_store
 from reco.adapters.sqlite_catalog import SqliteCatalog
 from reco.api.service import Recommender
 from reco.catalog import ItemIn
@@ -91,33 +90,22 @@ def _subjects(events: Sequence[Event], limit: int) -> list[Subject]:
 
 
 @pytest.fixture
-def redis_store(redis_server: RedisServer, redis_client: Any) -> Iterator[RedisFeatureStore]:
+def redis_store(redis_server: RedisServer, redis_client: Any) -> Iterator[FeatureStore]:
     """A store as an api replica opens it: the list cache on, at the default TTL."""
-    settings = EngineSettings()
-    store = RedisFeatureStore.from_url(
-        redis_server.url,
-        list_cache_size=settings.feature_cache_size,
-        list_cache_ttl_s=settings.feature_cache_ttl_s,
-    )
+    store = open_feature_store(redis_server.url, EngineSettings())
     yield store
     store.close()
 
 
 def _concurrent_equals_memory(
-    redis_store: RedisFeatureStore,
+    redis_store: FeatureStore,
     events: Sequence[Event],
     catalog: Catalog,
     options: RuleOptions,
     subjects: Sequence[Subject],
 ) -> dict[Subject, Page]:
     settings = EngineSettings(cache_ttl_s=0)  # every request computed, none replayed
-    memory = MemoryFeatureStore(
-        max_related_per_item=settings.max_related_per_item,
-        max_popular=settings.max_popular,
-        max_sessions=settings.max_sessions,
-        dedupe_window=settings.dedupe_window,
-        neighbour_sessions_per_item=settings.neighbour_sessions_per_item,
-    )
+    memory = open_feature_store("memory://", settings)
     _fill(memory, events, settings)
     _fill(redis_store, events, settings)
     expected = _pages(memory, catalog, settings, subjects, options)
@@ -131,7 +119,7 @@ def _concurrent_equals_memory(
 
 
 def test_demo_shop_rankings_equal_memory_and_the_golden_file(
-    redis_store: RedisFeatureStore, tmp_path: Path
+    redis_store: FeatureStore, tmp_path: Path
 ) -> None:
     shop = generate(now=NOW)
     settings = EngineSettings()
@@ -148,7 +136,7 @@ def test_demo_shop_rankings_equal_memory_and_the_golden_file(
     assert golden == orjson.loads(GOLDEN.read_bytes())
 
 
-def test_dataset_sample_rankings_equal_memory(redis_store: RedisFeatureStore) -> None:
+def test_dataset_sample_rankings_equal_memory(redis_store: FeatureStore) -> None:
     """Real sessions (Diginetica, 30 000 views): long sessions, dense co-views and index
     lists, many ties; the evaluation's options (no rule drops a candidate)."""
     root = Path(os.environ.get("RECO_DATASETS") or Path(__file__).parents[3] / "shared" / "data")

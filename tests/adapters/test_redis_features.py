@@ -194,24 +194,33 @@ def test_a_recommendation_is_bounded_reads_in_three_round_trips(
     assert [item for item, _ in inputs.neighbours] == ["i1", "i7"]
 
 
+@pytest.fixture
+def replica(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> Iterator[tuple[RedisFeatureStore, RedisFeatureStore]]:
+    """An api replica's store (the list cache on, 1 s) and the processor's (no cache), two
+    instances on one Redis and prefix."""
+    api = RedisFeatureStore.from_url(
+        redis_server.url, list_cache_size=100, list_cache_ttl_s=1.0, **CAPS
+    )
+    writer = RedisFeatureStore.from_url(redis_server.url, **CAPS)
+    yield api, writer
+    writer.close()
+    api.close()
+
+
 def test_a_repeated_recommendation_reads_only_the_subject(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    replica: tuple[RedisFeatureStore, RedisFeatureStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Within the cache's TTL, the same subject unchanged costs Redis the landmark and the
     subject's hash: one round trip of two commands."""
-    store = RedisFeatureStore.from_url(
-        redis_server.url, prefix="cached:", list_cache_size=100, list_cache_ttl_s=1.0, **CAPS
-    )
-    try:
-        _neighbourly(store)
-        first = _inputs(store, user_id="u", neighbour_sample=500, neighbour_k=100)
-        with round_trips(monkeypatch) as trips:
-            again = _inputs(store, user_id="u", neighbour_sample=500, neighbour_k=100)
-        assert again == first
-        assert trips == [2], "one pipeline: GET landmark, HMGET user"
-    finally:
-        store.reset()
-        store.close()
+    api, writer = replica
+    _neighbourly(writer)
+    first = _inputs(api, user_id="u", neighbour_sample=500, neighbour_k=100)
+    with round_trips(monkeypatch) as trips:
+        again = _inputs(api, user_id="u", neighbour_sample=500, neighbour_k=100)
+    assert again == first
+    assert trips == [2], "one pipeline: GET landmark, HMGET user"
 
 
 def _coview_of(store: RedisFeatureStore, user: str, item: str) -> list[tuple[str, float]]:
@@ -219,65 +228,52 @@ def _coview_of(store: RedisFeatureStore, user: str, item: str) -> list[tuple[str
 
 
 def test_the_subjects_own_event_shows_at_once_other_changes_within_the_ttl(
-    redis_server: RedisServer,
+    replica: tuple[RedisFeatureStore, RedisFeatureStore],
 ) -> None:
     """An api replica (``api``, cache on) and the processor (``writer``, another instance).
     The writer's batch that changes the user shows in the user's next response in full,
     lists included; one that changes only other shoppers' lists shows once the cached
     copy expired (at most the TTL), and not before that copy expired."""
-    api = RedisFeatureStore.from_url(
-        redis_server.url, prefix="fresh:", list_cache_size=100, list_cache_ttl_s=1.0, **CAPS
-    )
-    writer = RedisFeatureStore.from_url(redis_server.url, prefix="fresh:", **CAPS)
-    try:
-        _chained(writer, _busy_delta(offset=1))
-        assert _coview_of(api, "u", "i1") == [("i2", 1.5)]
+    api, writer = replica
+    _chained(writer, _busy_delta(offset=1))
+    assert _coview_of(api, "u", "i1") == [("i2", 1.5)]
 
-        own = _delta(p0=2)
-        own.coview["i1"]["i9"] += 5.0
-        own.profiles["u"] = UserProfile("u", 2.0, "s", 1, [("i1", 2.0, 1.0)])
-        _chained(writer, own)
-        assert _coview_of(api, "u", "i1") == [("i9", 5.0), ("i2", 1.5)], "own event: at once"
+    own = _delta(p0=2)
+    own.coview["i1"]["i9"] += 5.0
+    own.profiles["u"] = UserProfile("u", 2.0, "s", 1, [("i1", 2.0, 1.0)])
+    _chained(writer, own)
+    assert _coview_of(api, "u", "i1") == [("i9", 5.0), ("i2", 1.5)], "own event: at once"
 
-        others = _delta(p0=3)
-        others.coview["i1"]["i8"] += 9.0
-        read_at = time.monotonic()
-        _chained(writer, others)
-        stale = _coview_of(api, "u", "i1")
-        if time.monotonic() - read_at < 0.9:  # the cached copy cannot have expired yet
-            assert stale == [("i9", 5.0), ("i2", 1.5)], "served from the cache"
-        deadline = time.monotonic() + 10
-        while _coview_of(api, "u", "i1")[0] != ("i8", 9.0):
-            assert time.monotonic() < deadline, "other shoppers' change never showed"
-            time.sleep(0.05)
-    finally:
-        writer.reset()
-        writer.close()
-        api.close()
+    others = _delta(p0=3)
+    others.coview["i1"]["i8"] += 9.0
+    read_at = time.monotonic()
+    _chained(writer, others)
+    stale = _coview_of(api, "u", "i1")
+    if time.monotonic() - read_at < 0.9:  # the cached copy cannot have expired yet
+        assert stale == [("i9", 5.0), ("i2", 1.5)], "served from the cache"
+    deadline = time.monotonic() + 10
+    while _coview_of(api, "u", "i1")[0] != ("i8", 9.0):
+        assert time.monotonic() < deadline, "other shoppers' change never showed"
+        time.sleep(0.05)
 
 
-def test_a_rescale_empties_every_replicas_cache(redis_server: RedisServer) -> None:
+def test_a_rescale_empties_every_replicas_cache(
+    replica: tuple[RedisFeatureStore, RedisFeatureStore],
+) -> None:
     """Cached scores are relative to the landmark: once it moves, no replica mixes scales."""
-    api = RedisFeatureStore.from_url(
-        redis_server.url, prefix="scale:", list_cache_size=100, list_cache_ttl_s=1.0, **CAPS
-    )
-    writer = RedisFeatureStore.from_url(redis_server.url, prefix="scale:", **CAPS)
-    try:
-        _chained(writer, _busy_delta(offset=1))
-        assert _coview_of(api, "u", "i1") == [("i2", 1.5)]
-        writer.rescale(10.0, 0.5, 0.25)
-        inputs = _inputs(api, user_id="u")
-        assert inputs.related["i1"].coview == [("i2", 0.75)]
-        assert inputs.popular[0][1] == 0.5
-    finally:
-        writer.reset()
-        writer.close()
-        api.close()
+    api, writer = replica
+    _chained(writer, _busy_delta(offset=1))
+    assert _coview_of(api, "u", "i1") == [("i2", 1.5)]
+    writer.rescale(10.0, 0.5, 0.25)
+    inputs = _inputs(api, user_id="u")
+    assert inputs.related["i1"].coview == [("i2", 0.75)]
+    assert inputs.popular[0][1] == 0.5
 
 
 def test_neighbours_equal_the_memory_stores_at_scale(redis_server: RedisServer) -> None:
     """Thousands of sessions alive (the contract suite's cap keeps 3), long queries, the
-    sample and k cutting through ties: Lua and Python choose and sum the same."""
+    sample and k cutting through ties: the Redis store's reads give the neighbours the
+    in-memory store's give."""
     caps: dict[str, Any] = {"max_sessions": 5000, "neighbour_sessions_per_item": 40}
     redis_store = RedisFeatureStore.from_url(redis_server.url, prefix="nb-scale:", **caps)
     memory = MemoryFeatureStore(**caps)
