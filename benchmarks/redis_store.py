@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 import redis
 
+from benchmarks import redis_cost
 from reco.adapters.redis_features import RedisFeatureStore
 from reco.events import Event
 from reco.settings import EngineSettings
@@ -106,8 +107,9 @@ def summary(samples: list[float]) -> dict[str, float]:
 
 
 class ServerTime:
-    """Time Redis itself spent in EVALSHA (INFO commandstats), i.e. how long a script kept
-    every other client waiting. Only on a server of our own: it resets the statistics."""
+    """Time Redis itself spent: in EVALSHA (INFO commandstats), i.e. how long a script kept
+    every other client waiting, and the counters of the api's reads. Only on a server of our
+    own: it resets the statistics."""
 
     def __init__(self, url: str | None) -> None:
         self.client = None if url is None else redis.Redis.from_url(url, decode_responses=True)
@@ -123,27 +125,9 @@ class ServerTime:
         stats = self.client.info("commandstats").get("cmdstat_evalsha", {})
         return float(stats.get("usec", 0))
 
-    def command_us(self) -> float | None:
-        """Microseconds Redis spent executing the commands it was sent since :meth:`reset`:
-        every command's ``usec`` of ``INFO commandstats``, except that a script counts as its
-        EVALSHA alone (the commands a script calls are counted in their own lines too, and
-        already in the script's time). INFO itself is left out."""
-        if self.client is None:
-            return None
-        stats = self.client.info("commandstats")
-        total = sum(float(s["usec"]) for name, s in stats.items() if name not in {"cmdstat_info"})
-        if "cmdstat_evalsha" in stats:
-            # Inside-script calls show in their own lines: keep the scripts' own total only.
-            total = float(stats["cmdstat_evalsha"]["usec"])
-        return total
-
-    def cpu_us(self) -> float | None:
-        """The server process's CPU time (user + system, ``INFO cpu``) in microseconds:
-        command execution plus reading requests and writing replies."""
-        if self.client is None:
-            return None
-        cpu = self.client.info("cpu")
-        return (float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])) * 1e6
+    def snapshot(self) -> redis_cost.Snapshot | None:
+        """The server's counters now (:mod:`benchmarks.redis_cost`)."""
+        return None if self.client is None else redis_cost.snapshot(self.client)
 
     def close(self) -> None:
         if self.client is not None:
@@ -210,13 +194,15 @@ def bench_reads(
                 neighbour_k=k,
             )
 
-        server.reset()
-        cpu_before = server.cpu_us()
+        before = server.snapshot()
         out[label] = summary([timed(read) for _ in range(args.requests)])
-        command, cpu_after = server.command_us(), server.cpu_us()
-        if command is not None and cpu_before is not None and cpu_after is not None:
+        after = server.snapshot()
+        if before is not None and after is not None:
+            # The reads run no script, so every command counts (an empty calibration).
+            command = redis_cost.command_usec(before, after, redis_cost.Calibration())
             out[label]["redis_us"] = round(command / args.requests, 1)
-            out[label]["redis_cpu_us"] = round((cpu_after - cpu_before) / args.requests, 1)
+            cpu = redis_cost.cpu_usec(before, after)
+            out[label]["redis_cpu_us"] = round(cpu / args.requests, 1)
     uncached.close()
     cached.close()
     return out
