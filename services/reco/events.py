@@ -12,7 +12,6 @@ import math
 import os
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -257,7 +256,7 @@ class EventValidator:
                 f"{_unit_hint(ts, now + self._skew)}; send when the event happened"
             )
         return Event(
-            event_id=wire.event_id or uuid.uuid4().hex,
+            event_id=wire.event_id or new_event_ids(1)[0],
             user_id=wire.user_id,
             item_id=wire.item_id,
             type=wire.type,

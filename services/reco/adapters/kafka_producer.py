@@ -159,14 +159,15 @@ class KafkaProducer:
         producer = self._client()
         deliveries = Deliveries()
         produce, topic = producer.produce, self.topic
-        for event in events:
-            value, key = event.to_json(), event.user_id.encode()
-            try:
-                produce(topic, value, key, on_delivery=deliveries)
-            except BufferError:
-                self._enqueue(producer, value, key, deliveries, deadline)
-            except KafkaException as exc:
-                raise BackendUnavailable(f"topic {topic}: {exc}") from exc
+        try:
+            for event in events:
+                value, key = event.to_json(), event.user_id.encode()
+                try:
+                    produce(topic, value, key, on_delivery=deliveries)
+                except BufferError:
+                    self._enqueue(producer, value, key, deliveries, deadline)
+        except KafkaException as exc:
+            raise BackendUnavailable(f"topic {topic}: {exc}") from exc
         while len(deliveries.reports) < len(events) and not deliveries.errors:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -209,8 +210,6 @@ class KafkaProducer:
                         f"{self._timeout_s:.1f} s; the broker does not keep up"
                     ) from None
                 producer.poll(0.05)
-            except KafkaException as exc:
-                raise BackendUnavailable(f"topic {self.topic}: {exc}") from exc
 
     def ready(self) -> bool:
         """The topic's metadata answers and every partition has a leader."""
