@@ -84,6 +84,9 @@ class ApplyOutcome(Enum):
     """Refused: the store is already past the batch's start (another writer got there)."""
     RESET = "reset"
     """Refused: the store has lost what the batch builds on (an emptied Redis)."""
+    OTHER_LANDMARK = "other_landmark"
+    """Refused: the batch was folded against another decay landmark than the store's (a
+    second processor set the first one, or moved it, after this one read it); fold again."""
 
 
 @dataclass(slots=True)
@@ -135,10 +138,21 @@ class FeatureStore(Protocol):
         A compare-and-set on the offsets: for each partition of ``delta.offsets`` the store
         must be exactly at ``delta.base_offsets`` (absent: nothing applied yet), else the
         batch is refused whole, as ``STALE`` (the store is ahead) or ``RESET`` (it lost
-        what it had)."""
+        what it had). A batch folded against another landmark than the store's is refused
+        as ``OTHER_LANDMARK``; an empty store takes the batch's."""
 
-    def rescale(self, landmark: float, coview_factor: float, popularity_factor: float) -> None:
-        """Move the decay landmark, multiplying every stored value by its signal's factor."""
+    def rescale(
+        self,
+        landmark: float,
+        coview_factor: float,
+        popularity_factor: float,
+        *,
+        from_landmark: float | None = None,
+    ) -> None:
+        """Move the decay landmark, multiplying every stored value by its signal's factor.
+
+        The factors are relative to ``from_landmark`` when given: a store whose landmark is
+        another one by then (a second processor moved it first) is left as it is."""
 
     def reset(self) -> None:
         """Delete every feature and offset: a rebuild starts from nothing."""

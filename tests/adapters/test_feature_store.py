@@ -145,8 +145,23 @@ def test_rescale_multiplies_values_and_moves_landmark(feature_store: FeatureStor
     assert feature_store.landmark() == 100.0
     assert feature_store.related("a", 1).coview == [("b", 4.0)]
     assert feature_store.popular(1) == [("a", 1.0)]
-    with pytest.raises(ValueError, match="landmark"):
-        feature_store.apply(_delta(landmark=0.0))
+    stale = _delta(landmark=0.0, p0=1)
+    stale.popularity["a"] += 8.0
+    assert feature_store.apply(stale) is ApplyOutcome.OTHER_LANDMARK
+    assert feature_store.applied_offsets() == {}, "a refused batch writes nothing"
+    assert feature_store.popular(1) == [("a", 1.0)]
+
+
+def test_a_rescale_from_a_landmark_moved_since_is_a_no_op(feature_store: FeatureStore) -> None:
+    """Two processors that both decide to move the landmark move it once: the second one's
+    factors are relative to a landmark the store no longer holds."""
+    d = _delta()
+    d.popularity["a"] += 8.0
+    feature_store.apply(d)
+    feature_store.rescale(100.0, 0.5, 0.5, from_landmark=0.0)
+    feature_store.rescale(120.0, 0.25, 0.25, from_landmark=0.0)
+    assert feature_store.landmark() == 100.0
+    assert feature_store.popular(1) == [("a", 4.0)]
 
 
 def test_snapshot_is_canonical(feature_store: FeatureStore) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ import psycopg
 import pytest
 
 from reco.local.servers import KafkaServer, RedisServer
-from reco.local.stack import Stack, post_events
+from reco.local.stack import ServiceProcess, Stack, post_events
 from reco.settings import ProcessorSettings
 from tests.conftest import wait_until
 from tests.integration.conftest import (
@@ -202,3 +203,66 @@ def test_redis_restarted_mid_stream_then_rebuild(
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"rebuilt from {len(shop.events)} records" in done.stdout
     assert_same_features(redis_snapshot(stack_env), expected, ProcessorSettings())
+
+
+def group_assignment(env: dict[str, str], group: str = "reco-processor") -> list[set[int]]:
+    """The partitions each member of the processors' consumer group holds, asked of the
+    broker (members without partitions included)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": env["RECO_KAFKA_BOOTSTRAP"]})
+    described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(30)
+    if described.state is not ConsumerGroupState.STABLE:
+        return []
+    return [
+        {tp.partition for tp in member.assignment.topic_partitions} for member in described.members
+    ]
+
+
+def test_two_processors_share_the_partitions_and_one_takes_over_a_killed_ones(
+    stack: Stack, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two processors on four partitions split them; the second is SIGKILLed mid-stream and
+    the first takes its partitions over: the end state equals one uninterrupted processor's,
+    whatever the two did to the decay landmark and to each other's items."""
+    second = ServiceProcess("processor", stack.env, tmp_path / "logs", name="processor-2")
+    stack.start("ingest", "processor", "api")
+    second.start()
+    try:
+        shop = shop_events(2500, seed=23)
+        httpx.put(stack["api"].url + "/items", json=shop.items, timeout=60).raise_for_status()
+
+        def split() -> bool:
+            held = group_assignment(stack.env)
+            return len(held) == 2 and all(held) and set().union(*held) == set(range(PARTITIONS))
+
+        wait_until(split, timeout_s=60, every_s=0.5)
+        half = len(shop.events) // 2
+        assert post_events(stack["ingest"].url, shop.events[:half]) == half
+        wait_until(
+            lambda: (
+                stack["processor"].metric("events_processed_total") > 0
+                and second.metric("events_processed_total") > 0
+            ),
+            timeout_s=60,
+            every_s=0.2,
+        )
+
+        sent: list[int] = []
+        sender = threading.Thread(
+            target=lambda: sent.append(post_events(stack["ingest"].url, shop.events[half:]))
+        )
+        sender.start()
+        time.sleep(random.Random(3).uniform(0.1, 0.5))
+        second.kill()  # mid-stream: no commit, no leaving the group
+        sender.join()
+        assert sent == [len(shop.events) - half]
+        drained(stack, len(shop.events))
+        assert group_assignment(stack.env) == [set(range(PARTITIONS))], "the survivor holds all"
+        assert_matches_reference(stack_env, len(shop.events))
+    except BaseException:
+        print(second.tail(80))
+        raise
+    finally:
+        second.stop()

@@ -160,7 +160,7 @@ class MemoryFeatureStore:
             if self._landmark is None:
                 self._landmark = delta.landmark
             elif delta.landmark != self._landmark:
-                raise ValueError("delta built against another landmark; rescale first")
+                return ApplyOutcome.OTHER_LANDMARK
             self._add_nested(self._coview, delta.coview, self._max_related)
             self._add_nested(self._sequence, delta.sequence, self._max_related)
             self._add_popularity(None, self._popularity, delta.popularity)
@@ -186,8 +186,19 @@ class MemoryFeatureStore:
             self._offsets.update(delta.offsets)
         return ApplyOutcome.APPLIED
 
-    def rescale(self, landmark: float, coview_factor: float, popularity_factor: float) -> None:
+    def rescale(
+        self,
+        landmark: float,
+        coview_factor: float,
+        popularity_factor: float,
+        *,
+        from_landmark: float | None = None,
+    ) -> None:
         with self._lock:
+            if landmark == self._landmark or (
+                from_landmark is not None and from_landmark != self._landmark
+            ):
+                return
             for table in (self._coview, self._sequence):
                 for values in table.values():
                     for key in values:

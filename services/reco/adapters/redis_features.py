@@ -241,9 +241,9 @@ class RedisFeatureStore:
         """Write ``delta`` in one EVALSHA, a compare-and-set on the offsets (see the port).
 
         Refused means nothing was written: not the features, not the offsets. Raises
-        ``ValueError`` for a delta built against another landmark or holding a value that is
-        not finite (checked before anything is sent, since a failing command inside a
-        script would leave the commands before it applied).
+        ``ValueError`` for a delta holding a value that is not finite (checked before
+        anything is sent, since a failing command inside a script would leave the commands
+        before it applied).
         """
         args = self._apply_args(delta)
         self._cache.clear()  # what this instance writes, it reads at once
@@ -265,12 +265,22 @@ class RedisFeatureStore:
                 delta.base_offsets.get(int(reply[1]), "none"),
             )
             return outcome
-        raise ValueError(
-            f"delta built against landmark {delta.landmark!r}, the store's is {reply[1]}; "
-            "rescale first"
+        logger.info(
+            "feature store %s refused a batch folded against landmark %r: the store's is %s",
+            self._where,
+            delta.landmark,
+            reply[1],
         )
+        return ApplyOutcome.OTHER_LANDMARK
 
-    def rescale(self, landmark: float, coview_factor: float, popularity_factor: float) -> None:
+    def rescale(
+        self,
+        landmark: float,
+        coview_factor: float,
+        popularity_factor: float,
+        *,
+        from_landmark: float | None = None,
+    ) -> None:
         """Multiply every co-view, sequence and popularity value, and move the landmark.
 
         One script, so readers never see values against the wrong landmark, and Redis
@@ -280,7 +290,8 @@ class RedisFeatureStore:
         wait, and get BUSY (``BackendUnavailable``) past ``busy-reply-threshold`` (5 s).
         The processor calls it once per ~256 half-lives of the shortest signal (768 days
         with the default 3-day popularity half-life). A call with the landmark already
-        stored is a no-op, which makes a retry after a lost reply safe.
+        stored is a no-op, which makes a retry after a lost reply safe; so is a call whose
+        ``from_landmark`` is no longer the stored one (another processor moved it).
         """
         keys = self._keys
         started = time.perf_counter()
@@ -297,6 +308,7 @@ class RedisFeatureStore:
                     keys.pattern(COVIEW),
                     keys.pattern(SEQUENCE),
                     keys.pattern(CATEGORY_POPULAR),
+                    "" if from_landmark is None else float(from_landmark),
                 ],
             )
         logger.info(

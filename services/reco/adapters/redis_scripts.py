@@ -171,14 +171,16 @@ return {profiles, states}
 """
 
 # ARGV: prefix, new landmark, co-view factor, popularity factor, SCAN patterns of co-view,
-# sequence and category lists. Reply: values rescaled, or -1 when the landmark was already
-# the new one (a retried call).
+# sequence and category lists, the landmark the factors are relative to ('' for any).
+# Reply: values rescaled, or -1 when the landmark was already the new one (a retried call)
+# or is no longer the one the factors start from (another processor moved it).
 _RESCALE = """
 local LANDMARK = ARGV[2]
 local COVIEW_FACTOR, POPULARITY_FACTOR = tonumber(ARGV[3]), tonumber(ARGV[4])
 local call = redis.call
 local current = call('GET', K_LANDMARK)
 if current and tonumber(current) == tonumber(LANDMARK) then return -1 end
+if ARGV[8] ~= '' and (not current or tonumber(current) ~= tonumber(ARGV[8])) then return -1 end
 
 local done, scaled = {}, 0
 local function scale(key, factor)

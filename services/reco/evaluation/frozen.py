@@ -84,7 +84,14 @@ class FrozenFeatures:
         self._offsets.update(delta.offsets)
         return ApplyOutcome.APPLIED
 
-    def rescale(self, landmark: float, coview_factor: float, popularity_factor: float) -> None:
+    def rescale(
+        self,
+        landmark: float,
+        coview_factor: float,
+        popularity_factor: float,
+        *,
+        from_landmark: float | None = None,
+    ) -> None:
         """Nothing to do: the overlay stores no decayed values, and the model is frozen.
 
         The processor asks for this when test events lie more than 256 half-lives after the

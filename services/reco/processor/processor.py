@@ -26,6 +26,9 @@ from reco.signals.decay import MAX_EXPONENT, ForwardDecay
 
 log = logging.getLogger(__name__)
 
+_FOLDS = 3
+"""Folds of one batch against a landmark another processor keeps moving before giving up."""
+
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
@@ -103,10 +106,18 @@ class Processor:
         with tracing.batch_span(
             "reco.processor.batch", (e.trace for e in events), records=len(records)
         ):
-            delta = self._fold(events)
-            delta.offsets = {r.partition: r.offset + 1 for r in fresh}
-            delta.base_offsets = {p: self._applied[p] for p in delta.offsets if p in self._applied}
-            outcome = self._store.apply(delta) if delta.offsets else ApplyOutcome.APPLIED
+            for _ in range(_FOLDS):
+                delta = self._fold(events)
+                delta.offsets = {r.partition: r.offset + 1 for r in fresh}
+                delta.base_offsets = {
+                    p: self._applied[p] for p in delta.offsets if p in self._applied
+                }
+                outcome = self._store.apply(delta) if delta.offsets else ApplyOutcome.APPLIED
+                if outcome is not ApplyOutcome.OTHER_LANDMARK:
+                    break
+                # Another processor set or moved the landmark since this one read it;
+                # nothing was written, so fold the same events again against the new one.
+                self._metrics.batches_refused.labels(outcome.value).inc()
         if outcome is not ApplyOutcome.APPLIED:
             self._refused(outcome, delta)
             return BatchResult(len(records), 0, refused=outcome.value)
@@ -125,7 +136,13 @@ class Processor:
 
     def _refused(self, outcome: ApplyOutcome, delta: FeatureDelta) -> None:
         """Nothing was written and nothing is committed; re-read from where the store is."""
-        self._metrics.batches_refused.labels(outcome.value).inc()
+        if outcome is not ApplyOutcome.OTHER_LANDMARK:
+            self._metrics.batches_refused.labels(outcome.value).inc()
+        if outcome is ApplyOutcome.OTHER_LANDMARK:
+            raise BackendUnavailable(
+                f"processor {self._group}: the feature store's decay landmark moved under "
+                f"{_FOLDS} folds of one batch in a row; retrying the batch"
+            )
         if outcome is ApplyOutcome.RESET:
             log.warning(
                 "processor %s: the feature store lost its state (expected offsets %s): "
@@ -184,7 +201,12 @@ class Processor:
         return {i: item.category for i, item in self._catalog.get_many(wanted).items()}
 
     def _landmark(self, events: list[Event]) -> float:
-        """The store's decay landmark, set by the first batch and moved before it overflows."""
+        """The store's decay landmark, set by the first batch and moved before it overflows.
+
+        Several processors share the store: the first batch applied sets the landmark, and
+        one that moves it does so only from the landmark it read (a compare-and-set), so
+        two processors moving it at once move it once; each then folds against what the
+        store holds."""
         current = self._store.landmark()
         if not events:
             return current if current is not None else 0.0
@@ -197,8 +219,9 @@ class Processor:
         coview = ForwardDecay(self._cfg.coview_half_life_s, current).rescale_factor(latest)
         pop = ForwardDecay(self._cfg.popularity_half_life_s, current).rescale_factor(latest)
         log.info("moving the decay landmark from %.0f to %.0f", current, latest)
-        self._store.rescale(latest, coview, pop)
-        return latest
+        self._store.rescale(latest, coview, pop, from_landmark=current)
+        moved = self._store.landmark()
+        return latest if moved is None else moved
 
     def _export_lag(self) -> None:
         for partition, lag in self._consumer.lag().items():
