@@ -2,8 +2,9 @@
 # Make sure the Redis and PostgreSQL server binaries exist, installing Debian's packages if not.
 #
 # Usage: tools/install-services.sh [redis] [postgres]     (both when no argument)
-# Prints one KEY=VALUE line per component on stdout, for services/reco/local/servers.py:
+# Prints one KEY=VALUE line per binary on stdout, for services/reco/local/servers.py:
 #   redis-server=/usr/bin/redis-server
+#   redis-cli=/usr/bin/redis-cli          (creates the test suite's Redis Cluster)
 #   pg-bindir=/usr/lib/postgresql/15/bin
 # The test fixtures start their own servers on free ports; the system services that the
 # packages would start are kept from starting (policy-rc.d) and are never used.
@@ -23,10 +24,11 @@ for arg in "$@"; do
     esac
 done
 
-find_redis() {
+# find_redis_binary redis-server|redis-cli
+find_redis_binary() {
     local found
-    found="$(command -v redis-server 2>/dev/null || true)"
-    [[ -z "$found" && -x /usr/bin/redis-server ]] && found=/usr/bin/redis-server
+    found="$(command -v "$1" 2>/dev/null || true)"
+    [[ -z "$found" && -x "/usr/bin/$1" ]] && found="/usr/bin/$1"
     [[ -n "$found" ]] && echo "$found"
 }
 
@@ -60,7 +62,7 @@ apt_install() {
         exit 1
     fi
     if ! command -v apt-get >/dev/null 2>&1; then
-        echo "install-services: missing ${packages[*]} and no apt-get here; install the Redis server and PostgreSQL server (initdb, pg_ctl, postgres) by hand" >&2
+        echo "install-services: missing ${packages[*]} and no apt-get here; install the Redis server and redis-cli and the PostgreSQL server (initdb, pg_ctl, postgres) by hand" >&2
         exit 1
     fi
     local policy=/usr/sbin/policy-rc.d
@@ -84,8 +86,13 @@ apt_install() {
 }
 
 missing=()
-if [[ $want_redis -eq 1 ]] && ! find_redis >/dev/null; then
+if [[ $want_redis -eq 1 ]] && ! find_redis_binary redis-server >/dev/null; then
     missing+=(redis-server)
+fi
+# redis-cli is Debian's redis-tools, a dependency of redis-server, but a machine may have a
+# server built by hand without it.
+if [[ $want_redis -eq 1 ]] && ! find_redis_binary redis-cli >/dev/null; then
+    missing+=(redis-tools)
 fi
 if [[ $want_pg -eq 1 ]] && ! find_pg_bindir >/dev/null; then
     missing+=(postgresql)
@@ -95,8 +102,10 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 if [[ $want_redis -eq 1 ]]; then
-    redis="$(find_redis)" || { echo "install-services: redis-server still not found after install" >&2; exit 1; }
-    echo "redis-server=$redis"
+    for binary in redis-server redis-cli; do
+        found="$(find_redis_binary "$binary")" || { echo "install-services: $binary still not found after install" >&2; exit 1; }
+        echo "$binary=$found"
+    done
 fi
 if [[ $want_pg -eq 1 ]]; then
     bindir="$(find_pg_bindir)" || { echo "install-services: PostgreSQL initdb/pg_ctl/postgres still not found after install" >&2; exit 1; }

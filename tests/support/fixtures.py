@@ -24,6 +24,7 @@ import redis
 from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
+from reco.local.redis_cluster import RedisClusterServer
 from reco.local.servers import (
     KafkaServer,
     PostgresServer,
@@ -44,6 +45,8 @@ __all__ = [
     "pg_database",
     "postgres_server",
     "redis_client",
+    "redis_cluster",
+    "redis_cluster_server",
     "redis_server",
 ]
 
@@ -149,6 +152,25 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     redis_server.start()
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_server() -> Iterator[RedisClusterServer]:
+    """One Redis Cluster for the session: 3 masters with a replica each, started and joined
+    on first use (``.url`` is its ``redis+cluster://`` URL; ``.startup_seconds``)."""
+    with RedisClusterServer(masters=3, replicas=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster(redis_cluster_server: RedisClusterServer) -> Iterator[RedisClusterServer]:
+    """The session's cluster, healthy (a node a test killed is started again, and rejoins)
+    and empty before the test; emptied again after it."""
+    redis_cluster_server.start()
+    redis_cluster_server.flush()
+    yield redis_cluster_server
+    redis_cluster_server.start()
+    redis_cluster_server.flush()
 
 
 @pytest.fixture(scope="session")

@@ -138,6 +138,11 @@ def redis_server_binary() -> str:
     return _service_paths("redis")["redis-server"]
 
 
+def redis_cli_binary() -> str:
+    """Path of ``redis-cli`` (it creates a Redis Cluster), installed like the server."""
+    return _service_paths("redis")["redis-cli"]
+
+
 def postgres_bindir() -> Path:
     """Directory holding ``initdb``, ``pg_ctl`` and ``postgres`` (Debian keeps it off PATH)."""
     return Path(_service_paths("postgres")["pg-bindir"])
@@ -568,9 +573,15 @@ class RedisServer(_Server):
 
     name = "redis"
 
-    def __init__(self, *, base_dir: str | Path | None = None, start_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        base_dir: str | Path | None = None,
+        start_timeout: float = 30.0,
+        port: int | None = None,
+    ) -> None:
         super().__init__(base_dir=base_dir, start_timeout=start_timeout)
-        self.port = free_port()
+        self.port = free_port() if port is None else port
 
     @property
     def url(self) -> str:
