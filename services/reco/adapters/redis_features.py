@@ -30,16 +30,13 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, Self, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.client import Pipeline
-from redis.exceptions import OutOfMemoryError, ReadOnlyError
 from redis.retry import Retry
 
 from reco.adapters.caps import TRIM_SLACK
@@ -48,15 +45,10 @@ from reco.adapters.redis_keys import (
     COVIEW,
     DEFAULT_PREFIX,
     FAMILIES,
-    NEIGHBOURS,
-    PROFILE_FIELD,
     SEQUENCE,
-    STATE_FIELD,
-    USER,
-    VERSION_FIELD,
     RedisKeys,
 )
-from reco.adapters.redis_reads import ListCache
+from reco.adapters.redis_reads import PAGE, RedisReads
 from reco.adapters.redis_scripts import (
     APPLIED,
     APPLY,
@@ -65,10 +57,9 @@ from reco.adapters.redis_scripts import (
     RESET,
     STALE,
 )
-from reco.exceptions import BackendTimeout, BackendUnavailable, ConfigError
-from reco.ports import ApplyOutcome, RecoInputs, Related, Scored
+from reco.exceptions import ConfigError
+from reco.ports import ApplyOutcome
 from reco.signals import FeatureDelta, SessionState, UserProfile
-from reco.signals.neighbours import neighbour_scores, query, select_neighbours
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +68,9 @@ PROFILE_TTL_S: Final = 30 * DAY_S
 SESSION_TTL_S: Final = 2 * DAY_S
 
 
-# Keys per SCAN page and per UNLINK: large enough to make few round trips, small enough
-# that no single command holds Redis for long.
-_PAGE: Final = 1000
-
-
-class RedisFeatureStore:
-    """The ``FeatureStore`` of the stack deployment; see the module docstring."""
+class RedisFeatureStore(RedisReads):
+    """The ``FeatureStore`` of the stack deployment on one Redis (or Sentinel); see the
+    module docstring. The reads are :class:`reco.adapters.redis_reads.RedisReads`."""
 
     def __init__(
         self,
@@ -114,15 +101,22 @@ class RedisFeatureStore:
         """
         if not client.get_encoder().decode_responses:
             raise ConfigError("RedisFeatureStore needs a client with decode_responses=True")
-        _check_settings(
+        check_settings(
             max_related_per_item, max_popular, max_sessions, neighbour_sessions_per_item, minimum=1
         )
-        _check_settings(dedupe_window, minimum=0)
-        _check_settings(profile_ttl_s, session_ttl_s, minimum=1)
-        self._client = client
+        check_settings(dedupe_window, minimum=0)
+        check_settings(profile_ttl_s, session_ttl_s, minimum=1)
+        self._keys: RedisKeys = RedisKeys(prefix)
+        super().__init__(
+            client,
+            keys=self._keys,
+            where=where,
+            neighbour_sessions_per_item=neighbour_sessions_per_item,
+            list_cache_size=list_cache_size,
+            list_cache_ttl_s=list_cache_ttl_s,
+        )
+        self._single = client
         self._slow_client = slow_client or client
-        self._keys = RedisKeys(prefix)
-        self._where = where
         self._limits = (
             max_related_per_item,
             max_popular,
@@ -133,12 +127,9 @@ class RedisFeatureStore:
             TRIM_SLACK,
             neighbour_sessions_per_item,
         )
-        self._neighbours_per_item = neighbour_sessions_per_item
-        self._cache = ListCache(list_cache_size, list_cache_ttl_s)
         self._apply = client.register_script(APPLY)
         self._load_states = client.register_script(LOAD_STATES)
         self._rescale = client.register_script(RESCALE)
-        """Batches refused because the store had applied their offsets already."""
 
     @classmethod
     def from_url(
@@ -202,12 +193,12 @@ class RedisFeatureStore:
     # -- processor side ----------------------------------------------------------------
     def applied_offsets(self) -> dict[int, int]:
         with self._reaching("applied_offsets"):
-            stored = cast(dict[str, str], self._client.hgetall(self._keys.offsets))
+            stored = cast(dict[str, str], self._single.hgetall(self._keys.offsets))
         return {int(p): int(o) for p, o in stored.items()}
 
     def landmark(self) -> float | None:
         with self._reaching("landmark"):
-            stored = cast(str | None, self._client.get(self._keys.landmark))
+            stored = cast(str | None, self._single.get(self._keys.landmark))
         return None if stored is None else float(stored)
 
     def load_states(
@@ -234,7 +225,7 @@ class RedisFeatureStore:
         if not event_ids:
             return set()
         with self._reaching("unseen"):
-            scores: list[float | None] = self._client.zmscore(self._keys.seen, list(event_ids))
+            scores: list[float | None] = self._single.zmscore(self._keys.seen, list(event_ids))
         return {e for e, score in zip(event_ids, scores, strict=True) if score is None}
 
     def apply(self, delta: FeatureDelta) -> ApplyOutcome:
@@ -329,14 +320,14 @@ class RedisFeatureStore:
         self._cache.clear()
         with self._reaching("reset"):
             for family in FAMILIES:
-                found = self._client.scan_iter(match=keys.pattern(family), count=_PAGE)
-                for page in _pages(found):
-                    deleted += int(self._client.unlink(*page))
-            deleted += int(self._client.unlink(*keys.singletons))
+                found = self._single.scan_iter(match=keys.pattern(family), count=PAGE)
+                for page in pages(found):
+                    deleted += int(self._single.unlink(*page))
+            deleted += int(self._single.unlink(*keys.singletons))
         logger.info("feature store %s reset: %d keys deleted", self._where, deleted)
 
     def _apply_args(self, delta: FeatureDelta) -> list[Any]:
-        _check_finite(delta)
+        check_finite(delta)
         payload = {
             "offsets": sorted(delta.offsets.items()),
             "base": sorted(delta.base_offsets.items()),
@@ -360,317 +351,20 @@ class RedisFeatureStore:
             *states,
         ]
 
-    # -- api side ----------------------------------------------------------------------
-    def recommendation_inputs(
-        self,
-        *,
-        user_id: str | None,
-        session_id: str | None,
-        context_items: int,
-        related_per_item: int,
-        popular: int,
-        category: str | None,
-        neighbour_sample: int = 0,
-        neighbour_k: int = 0,
-    ) -> RecoInputs:
-        """The session's (else the user's) state and version, the lists of its first
-        ``context_items`` distinct items, the popular list and the session neighbours, in
-        at most three pipelined round trips of bounded reads (:mod:`reco.adapters.redis_reads`)."""
-        keys = self._keys
-        with self._reaching("recommendation_inputs"):
-            with self._client.pipeline(transaction=False) as pipe:
-                # The landmark: cached values are relative to it (a rescale empties the cache).
-                pipe.get(keys.landmark)
-                if session_id is not None:
-                    pipe.hmget(keys.session(session_id), [STATE_FIELD, VERSION_FIELD])
-                elif user_id is not None:
-                    pipe.hmget(keys.user(user_id), [PROFILE_FIELD, VERSION_FIELD])
-                replies = pipe.execute()
-            self._cache.at_landmark(replies[0])
-            blob, stored_version = replies[1] if len(replies) > 1 else (None, None)
-            version = int(stored_version or 0)
-            if session_id is not None:
-                recent, purchases, exclude = _session_context(blob)
-                subject: tuple[str, str] | None = ("s", session_id)
-            elif user_id is not None:
-                recent, purchases, exclude = _user_context(blob)
-                subject = ("u", user_id)
-            else:
-                recent, purchases, exclude, subject = [], [], None, None
-            fresh = subject is not None and bool(recent) and self._cache.moved(subject, version)
-            related_items = list(dict.fromkeys(recent))[:context_items]
-            # The neighbour query: the context_items most recent items, oldest first.
-            current = recent[:context_items][::-1]
-            own = self._list_specs(
-                related_items, related_per_item, current, neighbour_sample, neighbour_k
-            )
-            popular_spec = (keys.popular(category), popular)
-            lists = self._read_lists(
-                [*own, popular_spec] if popular > 0 else own, bypass=set(own) if fresh else ()
-            )
-            near = self._neighbour_scores(
-                current, lists, exclude=exclude, sample=neighbour_sample, k=neighbour_k
-            )
-        return RecoInputs(
-            context=recent,
-            purchases=purchases,
-            related={
-                item: Related(
-                    coview=lists[(keys.coview(item), related_per_item)],
-                    sequence=lists[(keys.sequence(item), related_per_item)],
-                )
-                for item in related_items
-            },
-            popular=lists.get(popular_spec, []),
-            version=version,
-            neighbours=near,
-        )
-
-    def neighbours(
-        self, items: Sequence[str], *, exclude: str | None, sample: int, k: int
-    ) -> Scored:
-        """The neighbour part of ``recommendation_inputs`` for given items (oldest first)."""
-        if not items or k <= 0 or sample <= 0:
-            return []
-        with self._reaching("neighbours"):
-            lists = self._read_lists(self._list_specs([], 0, items, sample, k))
-            return self._neighbour_scores(list(items), lists, exclude=exclude, sample=sample, k=k)
-
-    def related(self, item_id: str, limit: int) -> Related:
-        if limit <= 0:
-            return Related()
-        with self._reaching("related"):
-            lists = self._read_lists(self._list_specs([item_id], limit, [], 0, 0))
-        return Related(
-            coview=lists[(self._keys.coview(item_id), limit)],
-            sequence=lists[(self._keys.sequence(item_id), limit)],
-        )
-
-    def popular(self, limit: int, category: str | None = None) -> Scored:
-        if limit <= 0:
-            return []
-        spec = (self._keys.popular(category), limit)
-        with self._reaching("popular"):
-            return self._read_lists([spec])[spec]
-
-    def _list_specs(
-        self,
-        related_items: Sequence[str],
-        related_per_item: int,
-        current: Sequence[str],
-        sample: int,
-        k: int,
-    ) -> list[tuple[str, int]]:
-        """``(key, limit)`` of the co-view and sequence lists of ``related_items`` and, when a
-        neighbour search is asked for, of the index lists of the distinct items of ``current``."""
-        keys = self._keys
-        specs = [
-            spec
-            for item in related_items
-            for spec in (
-                (keys.coview(item), related_per_item),
-                (keys.sequence(item), related_per_item),
-            )
-        ]
-        if k > 0 and sample > 0:
-            per_item = self._neighbours_per_item
-            specs += [(keys.neighbours(item), per_item) for item in dict.fromkeys(current)]
-        return specs
-
-    def _read_lists(
-        self, specs: Sequence[tuple[str, int]], *, bypass: Collection[tuple[str, int]] = ()
-    ) -> dict[tuple[str, int], Scored]:
-        """``(key, limit)`` -> the key's ``limit`` highest members with their scores, highest
-        first: from the cache except for ``bypass``, the rest in one pipeline."""
-        return self._read_through(
-            specs,
-            bypass=bypass,
-            send=lambda pipe, spec: pipe.zrevrange(spec[0], 0, spec[1] - 1, withscores=True),
-            parse=_scored,
-        )
-
-    def _read_through(
-        self,
-        specs: Sequence[Any],
-        *,
-        send: Callable[[Pipeline, Any], object],
-        parse: Callable[[Any], Any],
-        bypass: Collection[Any] = (),
-    ) -> dict[Any, Any]:
-        """Each of ``specs`` (a cache key) -> its value: from the per-process cache (except
-        ``bypass``), the rest read in one pipeline (``send`` queues a spec's command,
-        ``parse`` turns its reply into the value), then cached."""
-        found = self._cache.get_many(s for s in specs if s not in bypass)
-        missing = [spec for spec in dict.fromkeys(specs) if spec not in found]
-        if missing:
-            with self._client.pipeline(transaction=False) as pipe:
-                for spec in missing:
-                    send(pipe, spec)
-                replies = pipe.execute()
-            fetched = {spec: parse(reply) for spec, reply in zip(missing, replies, strict=True)}
-            self._cache.put_many(fetched)
-            found.update(fetched)
-        return found
-
-    def _neighbour_scores(
-        self,
-        current: Sequence[str],
-        lists: Mapping[tuple[str, int], Scored],
-        *,
-        exclude: str | None,
-        sample: int,
-        k: int,
-    ) -> Scored:
-        """Select the ``k`` nearest sessions from the index lists read (the steps of
-        :mod:`reco.signals.neighbours`), then score them from their items, read in one more
-        pipeline (cached like the lists: a neighbour's later items show within the TTL)."""
-        if k <= 0 or sample <= 0 or not current:
-            return []
-        per_item = self._neighbours_per_item
-        chosen = select_neighbours(
-            query(current),
-            lambda item: lists[(self._keys.neighbours(item), per_item)],
-            sample=sample,
-            k=k,
-            exclude=exclude,
-        )
-        if not chosen:
-            return []
-        items = self._read_through(
-            [("state", n.session_id) for n in chosen],
-            send=lambda pipe, spec: pipe.hget(self._keys.session(spec[1]), STATE_FIELD),
-            parse=lambda blob: None if blob is None else orjson.loads(blob)["items"],
-        )
-        return neighbour_scores(
-            (n, items[("state", n.session_id)])
-            for n in chosen
-            if items[("state", n.session_id)] is not None
-        )
-
-    def snapshot(self) -> dict[str, Any]:
-        """The canonical form of ``MemoryFeatureStore.snapshot``, read key by key.
-
-        Not atomic: consistent only while no batch is applied (tests, debugging). It SCANs
-        the keyspace, so keep it off production stores of any size.
-        """
-        keys = self._keys
-        with self._reaching("snapshot"):
-            return {
-                "landmark": self.landmark(),
-                "offsets": dict(sorted(self.applied_offsets().items())),
-                "coview": self._lists(COVIEW),
-                "sequence": self._lists(SEQUENCE),
-                "popularity": dict(sorted(self._zset_items(keys.popular()))),
-                "category_popularity": self._lists(CATEGORY_POPULAR),
-                "profiles": self._profiles(),
-                "sessions": self._sessions(),
-                "neighbour_index": self._lists(NEIGHBOURS),
-            }
-
-    def ready(self) -> bool:
-        try:
-            return bool(self._client.ping())
-        except redis.RedisError as exc:
-            logger.warning("feature store %s is not ready: %s", self._where, exc)
-            return False
-
     def close(self) -> None:
-        self._client.close()
-        if self._slow_client is not self._client:
+        super().close()
+        if self._slow_client is not self._single:
             self._slow_client.close()
 
-    # -- snapshot helpers --------------------------------------------------------------
-    def _scan(self, family: str) -> list[str]:
-        found = self._client.scan_iter(match=self._keys.pattern(family), count=_PAGE)
-        return sorted(set(found))
 
-    def _zset_items(self, key: str) -> Scored:
-        return _scored(self._client.zrange(key, 0, -1, withscores=True))
-
-    def _lists(self, family: str) -> dict[str, dict[str, float]]:
-        names = self._scan(family)
-        with self._client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.zrange(name, 0, -1, withscores=True)
-            rows = pipe.execute()
-        return {
-            self._keys.strip(name, family): dict(sorted(_scored(values)))
-            for name, values in zip(names, rows, strict=True)
-        }
-
-    def _profiles(self) -> dict[str, dict[str, Any]]:
-        names = self._scan(USER)
-        blobs = self._hget_all(names, PROFILE_FIELD)
-        return {
-            self._keys.strip(name, USER): UserProfile.from_dict(orjson.loads(blob)).to_dict()
-            for name, blob in zip(names, blobs, strict=True)
-            if blob is not None
-        }
-
-    def _sessions(self) -> dict[str, dict[str, Any]]:
-        ids = sorted(cast(list[str], self._client.zrange(self._keys.sessions, 0, -1)))
-        blobs = self._hget_all([self._keys.session(s) for s in ids], STATE_FIELD)
-        return {
-            session: SessionState.from_dict(orjson.loads(blob)).to_dict()
-            for session, blob in zip(ids, blobs, strict=True)
-            if blob is not None
-        }
-
-    def _hget_all(self, names: list[str], field: str) -> list[str | None]:
-        with self._client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(name, field)
-            return list(pipe.execute())
-
-    @contextmanager
-    def _reaching(self, operation: str) -> Iterator[None]:
-        """Turn "Redis cannot serve now" into ``BackendUnavailable`` (``BackendTimeout``
-        when the socket timeout passed): the processor pauses and retries, the api
-        degrades. Programming errors pass through unchanged."""
-        try:
-            yield
-        except redis.TimeoutError as exc:
-            raise BackendTimeout(
-                "redis", operation, f"feature store at {self._where}: {operation}: {exc}"
-            ) from exc
-        except (redis.ConnectionError, ReadOnlyError, OutOfMemoryError) as exc:
-            raise BackendUnavailable(f"feature store at {self._where}: {exc}") from exc
-        except redis.ResponseError as exc:
-            # A long script (a rescale) is running; in a pipeline, redis-py names the command.
-            if str(exc).startswith("BUSY") or "caused error: BUSY" in str(exc):
-                raise BackendUnavailable(f"feature store at {self._where}: {exc}") from exc
-            raise
-
-
-def _session_context(blob: str | None) -> tuple[list[str], list[str], str | None]:
-    """A stored session state's items (most recent first), no purchases, and the session
-    itself, which its own neighbour search leaves out."""
-    if blob is None:
-        return [], [], None
-    state = SessionState.from_dict(orjson.loads(blob))
-    return state.items[::-1], [], state.session_id
-
-
-def _user_context(blob: str | None) -> tuple[list[str], list[str], str | None]:
-    """A stored profile's recent items (most recent first), purchases, and current session,
-    which the user's neighbour search leaves out."""
-    if blob is None:
-        return [], [], None
-    profile = UserProfile.from_dict(orjson.loads(blob))
-    return [item for item, _, _ in profile.recent], profile.purchases, profile.session_id
-
-
-def _scored(rows: Iterable[Sequence[Any]]) -> Scored:
-    return [(str(member), float(score)) for member, score in rows]
-
-
-def _pages(names: Iterable[str]) -> Iterator[list[str]]:
+def pages(names: Iterable[str]) -> Iterator[list[str]]:
+    """``names`` in lists of at most a SCAN page each."""
     names = iter(names)
-    while page := list(itertools.islice(names, _PAGE)):
+    while page := list(itertools.islice(names, PAGE)):
         yield page
 
 
-def _check_finite(delta: FeatureDelta) -> None:
+def check_finite(delta: FeatureDelta) -> None:
     tables: list[Mapping[str, float]] = [delta.popularity]
     for nested in (delta.coview, delta.sequence, delta.category_popularity):
         tables.extend(nested.values())
@@ -680,7 +374,7 @@ def _check_finite(delta: FeatureDelta) -> None:
         raise ValueError("delta holds a value that is not finite; nothing was written")
 
 
-def _check_settings(*values: int, minimum: int) -> None:
+def check_settings(*values: int, minimum: int) -> None:
     if any(v < minimum for v in values):
         raise ConfigError(f"Redis feature store limits must be >= {minimum}, got {values}")
 

@@ -17,21 +17,79 @@ when its version moved since this process last served it (the subject's own even
 applied), the lists of its context items are read afresh, bypassing the cache, so that a
 shopper's own event shows in full in the next response: the processor writes the state and
 the lists in one atomic script, so the new version implies the new lists.
+
+:class:`RedisReads` holds these reads for both stores: it takes every key name from a key
+layout (:mod:`reco.adapters.redis_keys`), and its pipelines are a Cluster's when its client
+is one (redis-py splits them per node, so a round trip is one per node, in parallel). On a
+Cluster the state and the lists are written by one script per slot group, not one in all:
+a reader may see a new version a moment (one pipeline's time) before the lists of the same
+batch, and then cache the lists it read for up to the TTL.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any, Final
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Final, cast
 
+import orjson
+import redis
 from cachetools import LRUCache, TTLCache
+from redis.client import Pipeline
+from redis.cluster import ClusterPipeline
+from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterUnreachableError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+
+from reco.adapters.redis_keys import (
+    CATEGORY_POPULAR,
+    COVIEW,
+    NEIGHBOURS,
+    PROFILE_FIELD,
+    SEQUENCE,
+    STATE_FIELD,
+    USER,
+    VERSION_FIELD,
+    KeyLayout,
+)
+from reco.exceptions import BackendTimeout, BackendUnavailable
+from reco.ports import RecoInputs, Related, Scored
+from reco.signals import SessionState, UserProfile
+from reco.signals.neighbours import neighbour_scores, query, select_neighbours
+
+logger = logging.getLogger(__name__)
 
 MAX_TTL_S: Final = 1.0
 """The freshness bound of cached lists: a longer TTL is refused."""
 
+# Keys per SCAN page and per UNLINK: large enough to make few round trips, small enough
+# that no single command holds Redis for long.
+PAGE: Final = 1000
+
 _ABSENT: Final = object()
+
+# What "Redis cannot serve now" looks like, beyond a timeout. ClusterDownError covers
+# CLUSTERDOWN and MASTERDOWN; TRYAGAIN comes during a resharding.
+_UNAVAILABLE: Final = (
+    redis.ConnectionError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
+)
+
+Client = redis.Redis | redis.RedisCluster
+"""A client of one Redis or of a Cluster, decoding replies to ``str``."""
 
 
 class ListCache:
@@ -99,3 +157,343 @@ class ListCache:
         with self._lock:
             self._lists.clear()
             self._versions.clear()
+
+
+class RedisReads:
+    """The reads of a Redis feature store, on one Redis or on a Cluster; see the module
+    docstring. The stores add the processor's side (:mod:`reco.adapters.redis_features`,
+    :mod:`reco.adapters.redis_cluster`)."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        keys: KeyLayout,
+        where: str,
+        neighbour_sessions_per_item: int,
+        list_cache_size: int,
+        list_cache_ttl_s: float,
+    ) -> None:
+        self._client = client
+        self._keys = keys
+        self._where = where
+        self._neighbours_per_item = neighbour_sessions_per_item
+        self._cache = ListCache(list_cache_size, list_cache_ttl_s)
+
+    def recommendation_inputs(
+        self,
+        *,
+        user_id: str | None,
+        session_id: str | None,
+        context_items: int,
+        related_per_item: int,
+        popular: int,
+        category: str | None,
+        neighbour_sample: int = 0,
+        neighbour_k: int = 0,
+    ) -> RecoInputs:
+        """The session's (else the user's) state and version, the lists of its first
+        ``context_items`` distinct items, the popular list and the session neighbours, in
+        at most three pipelined round trips of bounded reads (:mod:`reco.adapters.redis_reads`)."""
+        keys = self._keys
+        with self._reaching("recommendation_inputs"):
+            with self._client.pipeline(transaction=False) as pipe:
+                # The landmark: cached values are relative to it (a rescale empties the cache).
+                pipe.get(keys.landmark)
+                if session_id is not None:
+                    pipe.hmget(keys.session(session_id), [STATE_FIELD, VERSION_FIELD])
+                elif user_id is not None:
+                    pipe.hmget(keys.user(user_id), [PROFILE_FIELD, VERSION_FIELD])
+                replies = pipe.execute()
+            self._cache.at_landmark(replies[0])
+            blob, stored_version = replies[1] if len(replies) > 1 else (None, None)
+            version = int(stored_version or 0)
+            if session_id is not None:
+                recent, purchases, exclude = _session_context(blob)
+                subject: tuple[str, str] | None = ("s", session_id)
+            elif user_id is not None:
+                recent, purchases, exclude = _user_context(blob)
+                subject = ("u", user_id)
+            else:
+                recent, purchases, exclude, subject = [], [], None, None
+            fresh = subject is not None and bool(recent) and self._cache.moved(subject, version)
+            related_items = list(dict.fromkeys(recent))[:context_items]
+            # The neighbour query: the context_items most recent items, oldest first.
+            current = recent[:context_items][::-1]
+            own = self._list_specs(
+                related_items, related_per_item, current, neighbour_sample, neighbour_k
+            )
+            popular_spec = (keys.popular(category), popular)
+            lists = self._read_lists(
+                [*own, popular_spec] if popular > 0 else own, bypass=set(own) if fresh else ()
+            )
+            near = self._neighbour_scores(
+                current, lists, exclude=exclude, sample=neighbour_sample, k=neighbour_k
+            )
+        return RecoInputs(
+            context=recent,
+            purchases=purchases,
+            related={
+                item: Related(
+                    coview=lists[(keys.coview(item), related_per_item)],
+                    sequence=lists[(keys.sequence(item), related_per_item)],
+                )
+                for item in related_items
+            },
+            popular=lists.get(popular_spec, []),
+            version=version,
+            neighbours=near,
+        )
+
+    def neighbours(
+        self, items: Sequence[str], *, exclude: str | None, sample: int, k: int
+    ) -> Scored:
+        """The neighbour part of ``recommendation_inputs`` for given items (oldest first)."""
+        if not items or k <= 0 or sample <= 0:
+            return []
+        with self._reaching("neighbours"):
+            lists = self._read_lists(self._list_specs([], 0, items, sample, k))
+            return self._neighbour_scores(list(items), lists, exclude=exclude, sample=sample, k=k)
+
+    def related(self, item_id: str, limit: int) -> Related:
+        if limit <= 0:
+            return Related()
+        with self._reaching("related"):
+            lists = self._read_lists(self._list_specs([item_id], limit, [], 0, 0))
+        return Related(
+            coview=lists[(self._keys.coview(item_id), limit)],
+            sequence=lists[(self._keys.sequence(item_id), limit)],
+        )
+
+    def popular(self, limit: int, category: str | None = None) -> Scored:
+        if limit <= 0:
+            return []
+        spec = (self._keys.popular(category), limit)
+        with self._reaching("popular"):
+            return self._read_lists([spec])[spec]
+
+    def _list_specs(
+        self,
+        related_items: Sequence[str],
+        related_per_item: int,
+        current: Sequence[str],
+        sample: int,
+        k: int,
+    ) -> list[tuple[str, int]]:
+        """``(key, limit)`` of the co-view and sequence lists of ``related_items`` and, when a
+        neighbour search is asked for, of the index lists of the distinct items of ``current``."""
+        keys = self._keys
+        specs = [
+            spec
+            for item in related_items
+            for spec in (
+                (keys.coview(item), related_per_item),
+                (keys.sequence(item), related_per_item),
+            )
+        ]
+        if k > 0 and sample > 0:
+            per_item = self._neighbours_per_item
+            specs += [(keys.neighbours(item), per_item) for item in dict.fromkeys(current)]
+        return specs
+
+    def _read_lists(
+        self, specs: Sequence[tuple[str, int]], *, bypass: Collection[tuple[str, int]] = ()
+    ) -> dict[tuple[str, int], Scored]:
+        """``(key, limit)`` -> the key's ``limit`` highest members with their scores, highest
+        first: from the cache except for ``bypass``, the rest in one pipeline."""
+        return self._read_through(
+            specs,
+            bypass=bypass,
+            send=lambda pipe, spec: pipe.zrevrange(spec[0], 0, spec[1] - 1, withscores=True),
+            parse=_scored,
+        )
+
+    def _read_through(
+        self,
+        specs: Sequence[Any],
+        *,
+        send: Callable[[Pipeline | ClusterPipeline, Any], object],
+        parse: Callable[[Any], Any],
+        bypass: Collection[Any] = (),
+    ) -> dict[Any, Any]:
+        """Each of ``specs`` (a cache key) -> its value: from the per-process cache (except
+        ``bypass``), the rest read in one pipeline (``send`` queues a spec's command,
+        ``parse`` turns its reply into the value), then cached."""
+        found = self._cache.get_many(s for s in specs if s not in bypass)
+        missing = [spec for spec in dict.fromkeys(specs) if spec not in found]
+        if missing:
+            with self._client.pipeline(transaction=False) as pipe:
+                for spec in missing:
+                    send(pipe, spec)
+                replies = pipe.execute()
+            fetched = {spec: parse(reply) for spec, reply in zip(missing, replies, strict=True)}
+            self._cache.put_many(fetched)
+            found.update(fetched)
+        return found
+
+    def _neighbour_scores(
+        self,
+        current: Sequence[str],
+        lists: Mapping[tuple[str, int], Scored],
+        *,
+        exclude: str | None,
+        sample: int,
+        k: int,
+    ) -> Scored:
+        """Select the ``k`` nearest sessions from the index lists read (the steps of
+        :mod:`reco.signals.neighbours`), then score them from their items, read in one more
+        pipeline (cached like the lists: a neighbour's later items show within the TTL)."""
+        if k <= 0 or sample <= 0 or not current:
+            return []
+        per_item = self._neighbours_per_item
+        chosen = select_neighbours(
+            query(current),
+            lambda item: lists[(self._keys.neighbours(item), per_item)],
+            sample=sample,
+            k=k,
+            exclude=exclude,
+        )
+        if not chosen:
+            return []
+        items = self._read_through(
+            [("state", n.session_id) for n in chosen],
+            send=lambda pipe, spec: pipe.hget(self._keys.session(spec[1]), STATE_FIELD),
+            parse=lambda blob: None if blob is None else orjson.loads(blob)["items"],
+        )
+        return neighbour_scores(
+            (n, items[("state", n.session_id)])
+            for n in chosen
+            if items[("state", n.session_id)] is not None
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The canonical form of ``MemoryFeatureStore.snapshot``, read key by key.
+
+        Not atomic: consistent only while no batch is applied (tests, debugging). It SCANs
+        the keyspace, so keep it off production stores of any size.
+        """
+        keys = self._keys
+        with self._reaching("snapshot"):
+            landmark = cast(str | None, self._client.get(keys.landmark))
+            offsets = cast(dict[str, str], self._client.hgetall(keys.offsets))
+            return {
+                "landmark": None if landmark is None else float(landmark),
+                "offsets": {int(p): int(o) for p, o in sorted(offsets.items(), key=_by_int)},
+                "coview": self._lists(COVIEW),
+                "sequence": self._lists(SEQUENCE),
+                "popularity": dict(sorted(self._zset_items(keys.popular()))),
+                "category_popularity": self._lists(CATEGORY_POPULAR),
+                "profiles": self._profiles(),
+                "sessions": self._sessions(),
+                "neighbour_index": self._lists(NEIGHBOURS),
+            }
+
+    def ready(self) -> bool:
+        try:
+            return bool(self._client.ping())
+        except redis.RedisError as exc:
+            logger.warning("feature store %s is not ready: %s", self._where, exc)
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- snapshot helpers --------------------------------------------------------------
+    def _scan(self, family: str) -> list[tuple[str, str]]:
+        """``(key, id)`` of every key of ``family``, by key."""
+        found = self._client.scan_iter(match=self._keys.pattern(family), count=PAGE)
+        named = ((key, self._keys.strip(key, family)) for key in set(found))
+        return sorted((key, some_id) for key, some_id in named if some_id is not None)
+
+    def _zset_items(self, key: str) -> Scored:
+        return _scored(self._client.zrange(key, 0, -1, withscores=True))
+
+    def _lists(self, family: str) -> dict[str, dict[str, float]]:
+        named = self._scan(family)
+        with self._client.pipeline(transaction=False) as pipe:
+            for key, _ in named:
+                pipe.zrange(key, 0, -1, withscores=True)
+            rows = pipe.execute()
+        return dict(
+            sorted(
+                (some_id, dict(sorted(_scored(values))))
+                for (_, some_id), values in zip(named, rows, strict=True)
+            )
+        )
+
+    def _profiles(self) -> dict[str, dict[str, Any]]:
+        named = self._scan(USER)
+        blobs = self._hget_all([key for key, _ in named], PROFILE_FIELD)
+        return dict(
+            sorted(
+                (user, UserProfile.from_dict(orjson.loads(blob)).to_dict())
+                for (_, user), blob in zip(named, blobs, strict=True)
+                if blob is not None
+            )
+        )
+
+    def _sessions(self) -> dict[str, dict[str, Any]]:
+        with self._client.pipeline(transaction=False) as pipe:
+            for index in self._keys.session_indexes:
+                pipe.zrange(index, 0, -1)
+            listed = cast(list[list[str]], pipe.execute())
+        ids = sorted({session for page in listed for session in page})
+        blobs = self._hget_all([self._keys.session(s) for s in ids], STATE_FIELD)
+        return {
+            session: SessionState.from_dict(orjson.loads(blob)).to_dict()
+            for session, blob in zip(ids, blobs, strict=True)
+            if blob is not None
+        }
+
+    def _hget_all(self, names: list[str], field: str) -> list[str | None]:
+        with self._client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(name, field)
+            return list(pipe.execute())
+
+    @contextmanager
+    def _reaching(self, operation: str) -> Iterator[None]:
+        """Turn "Redis cannot serve now" into ``BackendUnavailable`` (``BackendTimeout``
+        when the socket timeout passed): the processor pauses and retries, the api
+        degrades. On a Cluster that includes a failover's window: a master gone, its slots
+        not served yet (CLUSTERDOWN, a slot no node covers), a node not reached. Programming
+        errors pass through unchanged."""
+        try:
+            yield
+        except redis.TimeoutError as exc:
+            raise BackendTimeout(
+                "redis", operation, f"feature store at {self._where}: {operation}: {exc}"
+            ) from exc
+        except _UNAVAILABLE as exc:
+            raise BackendUnavailable(f"feature store at {self._where}: {exc}") from exc
+        except redis.ResponseError as exc:
+            # A long script (a rescale) is running; in a pipeline, redis-py names the command.
+            if str(exc).startswith("BUSY") or "caused error: BUSY" in str(exc):
+                raise BackendUnavailable(f"feature store at {self._where}: {exc}") from exc
+            raise
+
+
+def _session_context(blob: str | None) -> tuple[list[str], list[str], str | None]:
+    """A stored session state's items (most recent first), no purchases, and the session
+    itself, which its own neighbour search leaves out."""
+    if blob is None:
+        return [], [], None
+    state = SessionState.from_dict(orjson.loads(blob))
+    return state.items[::-1], [], state.session_id
+
+
+def _user_context(blob: str | None) -> tuple[list[str], list[str], str | None]:
+    """A stored profile's recent items (most recent first), purchases, and current session,
+    which the user's neighbour search leaves out."""
+    if blob is None:
+        return [], [], None
+    profile = UserProfile.from_dict(orjson.loads(blob))
+    return [item for item, _, _ in profile.recent], profile.purchases, profile.session_id
+
+
+def _scored(rows: Iterable[Sequence[Any]]) -> Scored:
+    return [(str(member), float(score)) for member, score in rows]
+
+
+def _by_int(item: tuple[str, str]) -> int:
+    return int(item[0])
