@@ -72,6 +72,18 @@ class EngineSettings(BaseSettings):
     neighbour_sessions_per_item: int = Field(
         100, ge=1, description="Most recent sessions kept per item in the neighbour index."
     )
+    # Keys spread over this many hash tags, and the tags over the Cluster's slots; each tag
+    # is one script per batch, and a unit of the caps of sessions and dedupe ids. Changing
+    # it moves every key: only on an empty store (reco rebuild).
+    redis_slot_groups: int = Field(
+        64,
+        ge=1,
+        le=16384,
+        description=(
+            "Redis Cluster only (a redis+cluster:// URL): slot groups the feature keys "
+            "spread over; change it only with a rebuild."
+        ),
+    )
 
     context_items: int = Field(10, ge=1, description="Recent items a recommendation starts from.")
     related_per_item: int = Field(50, ge=1, description="Related items read per context item.")
@@ -127,6 +139,7 @@ _STORE_CAPS = frozenset(
         "max_sessions",
         "dedupe_window",
         "neighbour_sessions_per_item",
+        "redis_slot_groups",
     }
 )
 ROLE_SETTINGS: dict[str, frozenset[str]] = {
@@ -215,7 +228,12 @@ class EmbeddedSettings(HttpSettings):
 
 
 class StackSettings(HttpSettings):
-    """The backends of the production shape: Kafka, Redis, PostgreSQL."""
+    """The backends of the production shape: Kafka, Redis, PostgreSQL.
+
+    ``RECO_REDIS_URL`` names one Redis (``redis://``, ``rediss://``, ``unix://``) or a Redis
+    Cluster (``redis+cluster://host:port[,host:port...]``, ``rediss+cluster://`` with TLS;
+    any reachable node will do, several let a process start while one is down). On a
+    Cluster the feature keys spread over ``RECO_REDIS_SLOT_GROUPS`` hash tags."""
 
     host: str = "0.0.0.0"
     kafka_bootstrap: str = "127.0.0.1:9092"

@@ -25,16 +25,41 @@ CAPS = {
 }
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+# A Redis Cluster store caps sessions per slot group (max_sessions / redis_slot_groups each),
+# not over the whole store: these tests of which sessions the cap keeps do not apply to it.
+# tests/adapters/test_redis_cluster.py covers its own cap.
+_STORE_WIDE_SESSION_CAP = {
+    "test_oldest_sessions_are_dropped",
+    "test_neighbours_equal_the_in_memory_stores",
+}
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("redis-cluster", marks=pytest.mark.integration),
+    ]
+)
 def feature_store(request: pytest.FixtureRequest) -> Iterator[FeatureStore]:
     if request.param == "memory":
         store: FeatureStore = MemoryFeatureStore(**CAPS)
-    else:
+    elif request.param == "redis":
         from reco.adapters.redis_features import RedisFeatureStore
 
         server = request.getfixturevalue("redis_server")
         request.getfixturevalue("redis_client")  # flushes the db after the test
         store = RedisFeatureStore.from_url(server.url, **CAPS)
+    else:
+        from reco.adapters.redis_cluster import RedisClusterFeatureStore
+
+        if request.node.originalname in _STORE_WIDE_SESSION_CAP:
+            pytest.skip("a Redis Cluster store caps sessions per slot group")
+        cluster = request.getfixturevalue("redis_cluster")  # empty before and after
+        # The cap of 3 sessions in each group, so that no test here sees one dropped.
+        groups = 64
+        caps = {**CAPS, "max_sessions": CAPS["max_sessions"] * groups}
+        store = RedisClusterFeatureStore.from_url(cluster.url, slot_groups=groups, **caps)
     yield store
     store.close()
 

@@ -1,6 +1,7 @@
 """Pick the adapter from the connection URL's scheme, so that one setting switches backend:
-``memory://`` or ``redis://…`` for features, ``sqlite:///path`` or ``postgresql://…`` for the
-catalog and the archive. Backend modules are imported only when chosen."""
+``memory://``, ``redis://…`` or ``redis+cluster://host:port,…`` (a Redis Cluster) for
+features, ``sqlite:///path`` or ``postgresql://…`` for the catalog and the archive. Backend
+modules are imported only when chosen."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from reco.ports import Catalog, EventArchive, FeatureStore, ModelStore
 from reco.settings import EngineSettings
 
 _REDIS = {"redis", "rediss", "unix"}
+_REDIS_CLUSTER = {"redis+cluster", "rediss+cluster"}
 _POSTGRES = {"postgresql", "postgres"}
 
 
@@ -52,7 +54,23 @@ def open_feature_store(
             list_cache_ttl_s=settings.feature_cache_ttl_s,
             **caps,
         )
-    raise ConfigError(f"feature store URL scheme {scheme!r}: use memory:// or redis://host:port/db")
+    if scheme in _REDIS_CLUSTER:
+        from reco.adapters.redis_cluster import RedisClusterFeatureStore
+
+        return RedisClusterFeatureStore.from_url(
+            url,
+            prefix=prefix,
+            slot_groups=settings.redis_slot_groups,
+            socket_timeout_s=timeout_s,
+            rescale_timeout_s=rescale_timeout_s,
+            list_cache_size=settings.feature_cache_size,
+            list_cache_ttl_s=settings.feature_cache_ttl_s,
+            **caps,
+        )
+    raise ConfigError(
+        f"feature store URL scheme {scheme!r}: use memory://, redis://host:port/db or "
+        "redis+cluster://host:port[,host:port...]"
+    )
 
 
 def open_catalog(url: str, *, timeout_s: float | None = None) -> Catalog:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import redis
+from redis.cluster import ClusterNode
 
 from reco.local.exceptions import ServerError
 from reco.local.servers import LOOPBACK, RedisServer, free_ports, redis_cli_binary
@@ -36,10 +37,16 @@ class RedisClusterNode(RedisServer):
     name = "redis-node"
 
     def __init__(
-        self, *, base_dir: str | Path | None = None, node_timeout_ms: int, start_timeout: float
+        self,
+        *,
+        port: int,
+        bus_port: int,
+        node_timeout_ms: int,
+        base_dir: str | Path | None = None,
+        start_timeout: float = 30.0,
     ) -> None:
-        port, self.bus_port = free_ports(2)
         super().__init__(base_dir=base_dir, start_timeout=start_timeout, port=port)
+        self.bus_port = bus_port
         self.node_timeout_ms = node_timeout_ms
 
     @property
@@ -111,11 +118,17 @@ class RedisClusterServer:
         self.masters_wanted = masters
         self.replicas_wanted = replicas
         self.start_timeout = start_timeout
+        count = masters * (1 + replicas)
+        ports = free_ports(2 * count)  # picked together, so that no two are the same
         self.nodes = [
             RedisClusterNode(
-                base_dir=base_dir, node_timeout_ms=node_timeout_ms, start_timeout=start_timeout
+                port=ports[2 * n],
+                bus_port=ports[2 * n + 1],
+                node_timeout_ms=node_timeout_ms,
+                base_dir=base_dir,
+                start_timeout=start_timeout,
             )
-            for _ in range(masters * (1 + replicas))
+            for n in range(count)
         ]
         self.startup_seconds: float | None = None
         self._created = False
@@ -188,6 +201,13 @@ class RedisClusterServer:
 
     def wait_healthy(self, timeout_s: float | None = None) -> None:
         self._wait(self.healthy, "healthy (all slots ok, every replica in sync)", timeout_s)
+
+    def client(self) -> redis.RedisCluster:
+        """A cluster client on every node, decoding replies to ``str``."""
+        return redis.RedisCluster(
+            startup_nodes=[ClusterNode(LOOPBACK, node.port) for node in self.nodes if node.running],
+            decode_responses=True,
+        )
 
     def masters(self) -> list[RedisClusterNode]:
         """The running nodes that are masters now."""
