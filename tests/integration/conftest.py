@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaException
 
-from reco.adapters.factory import open_catalog
+from reco.adapters.factory import open_catalog, open_feature_store
 from reco.adapters.kafka_consumer import KafkaConsumer
 from reco.adapters.memory_features import MemoryFeatureStore
-from reco.adapters.redis_features import RedisFeatureStore
 from reco.demo import generate
 from reco.local.servers import KafkaServer, RedisServer
 from reco.local.stack import Stack
 from reco.metrics import ProcessorMetrics
+from reco.ports import FeatureStore
 from reco.processor import Processor
-from reco.settings import ProcessorSettings
+from reco.settings import EngineSettings, ProcessorSettings
 from tests.conftest import wait_until
 
 logger = logging.getLogger(__name__)
@@ -45,11 +45,21 @@ def stack_env(
     pg_database: str,
     kafka_topic_factory: Callable[..., str],
 ) -> dict[str, str]:
+    return env_of(kafka_server, redis_server.url, pg_database, kafka_topic_factory)
+
+
+def env_of(
+    kafka_server: KafkaServer,
+    redis_url: str,
+    pg_database: str,
+    kafka_topic_factory: Callable[..., str],
+) -> dict[str, str]:
+    """The services' settings over the suite's servers, with a fresh topic and prefix."""
     return {
         "RECO_KAFKA_BOOTSTRAP": kafka_server.bootstrap,
         "RECO_TOPIC": kafka_topic_factory(partitions=PARTITIONS),
         "RECO_TOPIC_PARTITIONS": str(PARTITIONS),
-        "RECO_REDIS_URL": redis_server.url,
+        "RECO_REDIS_URL": redis_url,
         "RECO_REDIS_PREFIX": f"t{uuid.uuid4().hex[:8]}:",
         "RECO_DATABASE_URL": pg_database,
         "RECO_CACHE_TTL_S": "1",
@@ -91,9 +101,16 @@ def topic_end_offsets(env: dict[str, str]) -> dict[int, int]:
         consumer.close()
 
 
+def env_store(env: dict[str, str]) -> FeatureStore:
+    """The feature store the services of ``env`` open: one Redis, or a Redis Cluster."""
+    return open_feature_store(
+        env["RECO_REDIS_URL"], EngineSettings(), prefix=env["RECO_REDIS_PREFIX"]
+    )
+
+
 def applied_offsets(env: dict[str, str]) -> dict[int, int]:
     """What the processor has applied, as the feature store records it."""
-    store = RedisFeatureStore.from_url(env["RECO_REDIS_URL"], prefix=env["RECO_REDIS_PREFIX"])
+    store = env_store(env)
     try:
         return store.applied_offsets()
     finally:
@@ -165,7 +182,7 @@ def _flat(table: dict[str, Any], landmark: float, at: float, half_life: float) -
 
 
 def redis_snapshot(env: dict[str, str]) -> dict[str, Any]:
-    store = RedisFeatureStore.from_url(env["RECO_REDIS_URL"], prefix=env["RECO_REDIS_PREFIX"])
+    store = env_store(env)
     try:
         return store.snapshot()
     finally:
