@@ -79,6 +79,14 @@ class ConsumerMetrics(BackendMetrics):
             ["group", "partition"],
             registry=r,
         )
+        self.consumer_member_lag = Gauge(
+            "consumer_member_lag_records",
+            "Records behind, summed over the partitions this member holds: summed over the "
+            "group's pods it is the group's lag (what an autoscaler divides by replicas).",
+            ["group"],
+            registry=r,
+        )
+        self._lag_partitions: dict[str, set[str]] = {}
         self.consumer_last_progress = Gauge(
             "consumer_last_progress_timestamp_seconds",
             "When the member last applied a batch or found nothing to read (Unix time); the "
@@ -86,6 +94,18 @@ class ConsumerMetrics(BackendMetrics):
             ["group"],
             registry=r,
         )
+
+    def export_lag(self, group: str, lags: dict[int, int]) -> None:
+        """The lag of the partitions this member holds now. A partition it no longer holds
+        (a rebalance gave it to another member) leaves the output, so that summing the
+        group's pods never counts a partition twice."""
+        held = {str(p): lag for p, lag in lags.items()}
+        for gone in self._lag_partitions.get(group, set()) - set(held):
+            self.consumer_lag.remove(group, gone)
+        for partition, lag in held.items():
+            self.consumer_lag.labels(group, partition).set(lag)
+        self._lag_partitions[group] = set(held)
+        self.consumer_member_lag.labels(group).set(sum(held.values()))
 
 
 class ProcessorMetrics(ConsumerMetrics):

@@ -60,6 +60,31 @@ def test_batch_applies_and_commits(tmp_path: Path) -> None:
     assert [i for i, _ in rig.store.related("a", 5).coview] == ["b"]
 
 
+def test_lag_is_exported_per_partition_and_per_member_with_the_group(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.producer.produce([ev(0, "u", "a", 1.0), ev(1, "u", "b", 2.0), ev(2, "v", "c", 3.0)])
+    rig.processor.run_once(1, 0)
+    registry = rig.metrics.registry
+    assert registry.get_sample_value("consumer_lag_records", {"group": "g", "partition": "0"}) == 2
+    assert registry.get_sample_value("consumer_member_lag_records", {"group": "g"}) == 2
+    rig.drain()
+    assert registry.get_sample_value("consumer_member_lag_records", {"group": "g"}) == 0
+
+
+def test_a_partition_given_away_leaves_the_lag_output() -> None:
+    """Summed over a group's pods, the member lag is the group's lag: a partition a
+    rebalance moved to another member is counted there only."""
+    metrics = ProcessorMetrics()
+    metrics.export_lag("g", {0: 5, 1: 7})
+    metrics.export_lag("g", {1: 3})
+    registry = metrics.registry
+    assert (
+        registry.get_sample_value("consumer_lag_records", {"group": "g", "partition": "0"}) is None
+    )
+    assert registry.get_sample_value("consumer_lag_records", {"group": "g", "partition": "1"}) == 3
+    assert registry.get_sample_value("consumer_member_lag_records", {"group": "g"}) == 3
+
+
 def test_crash_between_write_and_commit_counts_nothing_twice(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     rig.producer.produce([ev(n, "u", f"i{n}", float(n)) for n in range(4)])

@@ -66,5 +66,4 @@ class Archiver:
         return ArchiveResult(len(records), archived, dead)
 
     def _export_lag(self) -> None:
-        for partition, lag in self._consumer.lag().items():
-            self._metrics.consumer_lag.labels(self._group, str(partition)).set(lag)
+        self._metrics.export_lag(self._group, self._consumer.lag())

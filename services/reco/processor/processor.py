@@ -224,8 +224,7 @@ class Processor:
         return latest if moved is None else moved
 
     def _export_lag(self) -> None:
-        for partition, lag in self._consumer.lag().items():
-            self._metrics.consumer_lag.labels(self._group, str(partition)).set(lag)
+        self._metrics.export_lag(self._group, self._consumer.lag())
 
 
 def _as_category(value: object) -> str | None:
