@@ -43,7 +43,11 @@ to expire; the next recovery finishes the move. api readers may see groups at tw
 landmarks while a move runs (seconds).
 
 Memory. ``max_sessions`` and ``dedupe_window`` are split over the groups (rounded up):
-each group keeps its most recent sessions and event ids, not the store as a whole.
+each group keeps its most recent sessions and event ids, not the store as a whole. A
+session dropped by its group's cap is listed in the group's ``dropped`` set by the script
+(which may only touch the keys it declares, and the dropped session's hash is not one of
+them) and deleted by the writer right after, else by the next recovery; ``load_states``
+takes a session for gone once its group's index no longer lists it.
 """
 
 from __future__ import annotations

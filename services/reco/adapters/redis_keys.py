@@ -93,9 +93,9 @@ key                            type    what it holds                            
 =============================  ======  ========================================  ==========
 
 .. [8] ``max_sessions`` and ``dedupe_window`` split over the groups (rounded up): each
-   group keeps its own most recent sessions and event ids. Over many sessions the total
-   is within a few percent of the cap; the least recent overall are not exactly the ones
-   dropped.
+   group keeps its own most recent sessions and event ids, so the store holds at most the
+   cap rounded up to a multiple of the groups, and the ones dropped are the least recent
+   of their group rather than of the store.
 """
 
 from __future__ import annotations
