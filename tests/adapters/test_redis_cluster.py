@@ -600,3 +600,25 @@ def test_a_master_killed_mid_stream_loses_nothing(
         _assert_close(store.snapshot(), reference.snapshot())
     finally:
         store.close()
+
+
+def test_a_store_idle_through_a_failover_writes_on(redis_cluster: RedisClusterServer) -> None:
+    """A store that sent nothing while a master was replaced and came back as a replica
+    still maps the old master's slots to it: its next batch follows the redirections, and
+    the WAIT it sends to the node now a replica (which refuses it) fails nothing."""
+    reference = MemoryFeatureStore(**CAPS)
+    store = open_store(redis_cluster)
+    try:
+        _chained(store, _big_delta(1))
+        _chained(reference, _big_delta(1))
+        victim = _meta_master(redis_cluster)
+        redis_cluster.kill_master(victim)
+        redis_cluster.restart(victim)
+        for offset in (2, 3):
+            d = _big_delta(offset)
+            d.base_offsets = {0: offset - 1}
+            assert store.apply(d) is ApplyOutcome.APPLIED
+            _chained(reference, _big_delta(offset))
+        _assert_close(store.snapshot(), reference.snapshot())
+    finally:
+        store.close()

@@ -200,6 +200,7 @@ class RedisClusterFeatureStore(RedisReads):
         self._recovered = False
         """Whether no journal this store may have left pending is unfinished."""
         self._unreplicated_at = -_WARN_EVERY_S
+        self._waits = 0
 
     @classmethod
     def from_url(
@@ -399,7 +400,7 @@ class RedisClusterFeatureStore(RedisReads):
             )
             self._wait_replicas(pipe, [keys.landmark])
 
-        replies = self._execute(send)
+        replies = self._execute(send, waits=True)
         self._replicated(replies[1:], f"journal of batch {batch.batch}")
         return cast(list[Any], replies[0])
 
@@ -418,7 +419,7 @@ class RedisClusterFeatureStore(RedisReads):
                 self._scripts["group"](keys=w.keys, args=w.args, client=pipe)
             self._wait_replicas(pipe, [w.keys[0] for w in writes])
 
-        replies = self._execute(send)
+        replies = self._execute(send, waits=True)
         self._replicated(replies[len(writes) :], f"batch {batch.batch}")
         dropped: dict[int, list[str]] = {}
         for w, reply in zip(writes, replies[: len(writes)], strict=True):
@@ -624,12 +625,18 @@ class RedisClusterFeatureStore(RedisReads):
 
     # -- pipelines -----------------------------------------------------------------------
     def _execute(
-        self, send: Callable[[ClusterPipeline], object], *, client: RedisCluster | None = None
+        self,
+        send: Callable[[ClusterPipeline], object],
+        *,
+        client: RedisCluster | None = None,
+        waits: bool = False,
     ) -> list[Any]:
         """Run the commands ``send`` queues in one pipeline (one round trip per node) and
         return their replies, raising the first error. A node without the scripts (a
         replica promoted since they were loaded) gets them, and the pipeline runs again:
-        every write in it may run twice."""
+        every write in it may run twice. With ``waits``, the WAITs ``send`` queued last
+        (:meth:`_wait_replicas`) may fail without failing the writes: a node that turned
+        replica since the slot map was read refuses WAIT, and their reply is the error."""
         client = client or self._cluster
         for attempt in (1, 2):
             with client.pipeline(transaction=False) as pipe:
@@ -639,7 +646,8 @@ class RedisClusterFeatureStore(RedisReads):
                 for text in _SCRIPTS.values():
                     client.script_load(text)
                 continue
-            for reply in replies:
+            checked = replies[: len(replies) - self._waits] if waits else replies
+            for reply in checked:
                 if isinstance(reply, Exception):
                     raise reply
             return replies
@@ -648,15 +656,18 @@ class RedisClusterFeatureStore(RedisReads):
     def _wait_replicas(self, pipe: ClusterPipeline, keys: Iterable[str]) -> None:
         """Queue ``WAIT 1`` on the node of each of ``keys``, after the writes queued there:
         it answers once a replica holds them (on the same connection: WAIT waits for that
-        connection's writes)."""
+        connection's writes). ``self._waits`` says how many were queued."""
+        self._waits = 0
         if not self._wait_ms:
             return
         nodes = {self._cluster.get_node_from_key(key) for key in keys}
         for node in nodes:
             pipe.execute_command("WAIT", 1, self._wait_ms, target_nodes=node)
+        self._waits = len(nodes)
 
     def _replicated(self, acks: Sequence[Any], what: str) -> None:
-        if any(int(n) < 1 for n in acks):
+        """Log (once a minute at most) writes no replica acknowledged in time."""
+        if any(isinstance(n, Exception) or int(n) < 1 for n in acks):
             now = time.monotonic()
             if now - self._unreplicated_at >= _WARN_EVERY_S:
                 self._unreplicated_at = now

@@ -69,7 +69,8 @@ SESSION_TTL_S: Final = 2 * DAY_S
 
 
 class RedisFeatureStore(RedisReads):
-    """The ``FeatureStore`` of the stack deployment on one Redis; see the module docstring. The reads are :class:`reco.adapters.redis_reads.RedisReads`."""
+    """The ``FeatureStore`` of the stack deployment on one Redis; see the module docstring.
+    The reads are :class:`reco.adapters.redis_reads.RedisReads`."""
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ import logging
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -180,7 +181,10 @@ class RedisClusterServer:
 
     def healthy(self) -> bool:
         """Every node runs and says ``cluster_state:ok`` with all slots served; there are
-        ``masters`` masters, each with ``replicas`` replicas whose link to it is up."""
+        ``masters`` masters, each with ``replicas`` replicas that the master streams its
+        writes to (``state=online``: after a full copy, a master holds a replica's stream
+        back until the replica's first acknowledgement, up to a second, and WAIT does not
+        count it meanwhile)."""
         masters = 0
         for node in self.nodes:
             state = node.cluster_info()
@@ -191,7 +195,13 @@ class RedisClusterServer:
                 return False
             if replication["role"] == "master":
                 masters += 1
-                if int(replication.get("connected_slaves", 0)) != self.replicas_wanted:
+                online = [
+                    line
+                    for key, line in replication.items()
+                    if key.startswith("slave") and isinstance(line, dict)
+                    if line.get("state") == "online"
+                ]
+                if len(online) != self.replicas_wanted:
                     return False
             elif replication.get("master_link_status") != "up" or replication.get(
                 "master_sync_in_progress", 0
@@ -200,7 +210,28 @@ class RedisClusterServer:
         return masters == self.masters_wanted
 
     def wait_healthy(self, timeout_s: float | None = None) -> None:
+        """Wait until :meth:`healthy`, and until each master's replica acknowledges a write
+        at once: the first acknowledgement after a full copy can take up to a second, and a
+        test must not kill a master whose writes the replica has not confirmed."""
         self._wait(self.healthy, "healthy (all slots ok, every replica in sync)", timeout_s)
+        for master in self.masters():
+            self._wait(partial(self._acknowledged, master), "acknowledging writes", timeout_s)
+
+    def _acknowledged(self, master: RedisClusterNode) -> bool:
+        """A write to ``master`` (a probe key of its own slots) reaches its replicas within
+        0.5 s."""
+        with master.client() as client:
+            ranges = client.execute_command("CLUSTER SLOTS")
+            own = [(int(a), int(b)) for a, b, node, *_ in ranges if int(node[1]) == master.port]
+            probe = next(
+                f"reco-probe-{n}"
+                for n in range(100_000)
+                if any(a <= client.cluster("keyslot", f"reco-probe-{n}") <= b for a, b in own)
+            )
+            client.set(probe, "1")
+            acked = int(client.execute_command("WAIT", self.replicas_wanted, 500))
+            client.delete(probe)
+        return acked >= self.replicas_wanted
 
     def client(self) -> redis.RedisCluster:
         """A cluster client on every node, decoding replies to ``str``."""
