@@ -19,12 +19,8 @@ import pytest
 import redis
 
 from reco.adapters.memory_features import MemoryFeatureStore
-from reco.adapters.redis_cluster import (
-    JournalError,
-    RedisClusterFeatureStore,
-    parse_cluster_url,
-    redacted_cluster_url,
-)
+from reco.adapters.redis_cluster import JournalError, RedisClusterFeatureStore
+from reco.adapters.redis_cluster_client import parse_cluster_url, redacted_cluster_url
 from reco.adapters.redis_journal import Journal, Limits, journal
 from reco.adapters.redis_keys import ClusterKeys
 from reco.exceptions import BackendUnavailable, ConfigError

@@ -57,19 +57,17 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final, Self, cast
-from urllib.parse import unquote
 
 import orjson
 import redis
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
-from redis.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.cluster import ClusterPipeline, RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import NoScriptError, RedisClusterException
-from redis.retry import Retry
+from redis.exceptions import RedisClusterException
 
 from reco.adapters.caps import TRIM_SLACK
+from reco.adapters.redis_cluster_client import ClusterPipelines, connect, redacted_cluster_url
 from reco.adapters.redis_cluster_scripts import (
     GROUP_APPLY,
     JOURNAL,
@@ -108,9 +106,6 @@ from reco.signals import FeatureDelta, SessionState, UserProfile
 
 logger = logging.getLogger(__name__)
 
-SCHEMES: Final = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-"""URL schemes naming a Cluster, and the scheme of each node's connections."""
-
 _SCRIPTS: Final = {
     "journal": JOURNAL,
     "group": GROUP_APPLY,
@@ -120,7 +115,6 @@ _SCRIPTS: Final = {
     "move_group": MOVE_GROUP,
     "move_done": MOVE_DONE,
 }
-_WARN_EVERY_S: Final = 60.0
 
 
 class JournalError(RecoError):
@@ -179,7 +173,14 @@ class RedisClusterFeatureStore(RedisReads):
         )
         self._keys: ClusterKeys = keys
         self._cluster = client
-        self._slow = slow_client or client
+        self._io = ClusterPipelines(
+            client,
+            slow_client or client,
+            scripts=_SCRIPTS,
+            where=where,
+            replica_wait_ms=replica_wait_ms,
+        )
+        self._scripts: dict[str, Script] = self._io.scripts
         self._limits = Limits(
             max_related=max_related_per_item,
             max_popular=max_popular,
@@ -190,17 +191,11 @@ class RedisClusterFeatureStore(RedisReads):
             slack=TRIM_SLACK,
             neighbours_per_item=neighbour_sessions_per_item,
         )
-        self._scripts: dict[str, Script] = {
-            name: client.register_script(text) for name, text in _SCRIPTS.items()
-        }
-        self._wait_ms = replica_wait_ms
         self._lease_ms = max(1, int(move_lease_s * 1000))
         self._token = uuid.uuid4().hex
         """Names this store as a landmark mover (the lease's value)."""
         self._recovered = False
         """Whether no journal this store may have left pending is unfinished."""
-        self._unreplicated_at = -_WARN_EVERY_S
-        self._waits = 0
 
     @classmethod
     def from_url(
@@ -230,29 +225,12 @@ class RedisClusterFeatureStore(RedisReads):
         Timeouts and retries as the single store's (``RedisFeatureStore.from_url``): short,
         so that a master's failover shows as ``BackendUnavailable`` within a fraction of a
         second, and redis-py refreshes its slot map on the errors it meets meanwhile."""
-        nodes, options = parse_cluster_url(url)
-        common: dict[str, Any] = {
-            "startup_nodes": [ClusterNode(host, port) for host, port in nodes],
-            "decode_responses": True,
-            "protocol": 2,
-            "socket_connect_timeout": socket_timeout_s,
-            "client_name": "reco-features",
-            # A slot map missing a dead master's slots is still a map: keys elsewhere work.
-            "require_full_coverage": False,
-            **options,
-        }
-        where = redacted_cluster_url(url)
-        try:
-            client = RedisCluster(
-                socket_timeout=socket_timeout_s,
-                retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries),
-                **common,
-            )
-            slow_client = RedisCluster(
-                socket_timeout=rescale_timeout_s, retry=Retry(NoBackoff(), 0), **common
-            )
-        except (RedisClusterException, redis.RedisError) as exc:
-            raise BackendUnavailable(f"feature store at {where}: {exc}") from exc
+        client, slow_client = connect(
+            url,
+            socket_timeout_s=socket_timeout_s,
+            rescale_timeout_s=rescale_timeout_s,
+            retries=retries,
+        )
         return cls(
             client,
             slow_client=slow_client,
@@ -265,7 +243,7 @@ class RedisClusterFeatureStore(RedisReads):
             neighbour_sessions_per_item=neighbour_sessions_per_item,
             profile_ttl_s=profile_ttl_s,
             session_ttl_s=session_ttl_s,
-            where=where,
+            where=redacted_cluster_url(url),
             list_cache_size=list_cache_size,
             list_cache_ttl_s=list_cache_ttl_s,
             replica_wait_ms=replica_wait_ms,
@@ -298,7 +276,7 @@ class RedisClusterFeatureStore(RedisReads):
         keys = self._keys
         with self._reaching("load_states"):
             self._recover_once()
-            rows = self._execute(
+            rows = self._io.run(
                 lambda pipe: [
                     pipe.hmget(keys.user(u), [PROFILE_FIELD, SESSION_FIELD]) for u in user_ids
                 ]
@@ -316,7 +294,7 @@ class RedisClusterFeatureStore(RedisReads):
                     pipe.hget(keys.session(s), STATE_FIELD)
                     pipe.zscore(keys.sessions(keys.group_of(s)), s)
 
-            replies = self._execute(read) if ids else []
+            replies = self._io.run(read) if ids else []
         states = (
             SessionState.from_dict(orjson.loads(blob))
             for blob, listed in zip(replies[::2], replies[1::2], strict=True)
@@ -334,7 +312,7 @@ class RedisClusterFeatureStore(RedisReads):
         groups = list(by_group.items())
         with self._reaching("unseen"):
             self._recover_once()
-            replies = self._execute(
+            replies = self._io.run(
                 lambda pipe: [pipe.zmscore(self._keys.seen(g), ids) for g, ids in groups]
             )
         return {
@@ -398,10 +376,10 @@ class RedisClusterFeatureStore(RedisReads):
                 args=[batch.batch, float(batch.landmark), check, blob],
                 client=pipe,
             )
-            self._wait_replicas(pipe, [keys.landmark])
 
-        replies = self._execute(send, waits=True)
-        self._replicated(replies[1:], f"journal of batch {batch.batch}")
+        replies = self._io.run(
+            send, replicated=[keys.landmark], what=f"journal of batch {batch.batch}"
+        )
         return cast(list[Any], replies[0])
 
     def _finish(self, batch: Journal) -> None:
@@ -417,12 +395,12 @@ class RedisClusterFeatureStore(RedisReads):
         def send(pipe: ClusterPipeline) -> None:
             for w in writes:
                 self._scripts["group"](keys=w.keys, args=w.args, client=pipe)
-            self._wait_replicas(pipe, [w.keys[0] for w in writes])
 
-        replies = self._execute(send, waits=True)
-        self._replicated(replies[len(writes) :], f"batch {batch.batch}")
+        replies = self._io.run(
+            send, replicated=[w.keys[0] for w in writes], what=f"batch {batch.batch}"
+        )
         dropped: dict[int, list[str]] = {}
-        for w, reply in zip(writes, replies[: len(writes)], strict=True):
+        for w, reply in zip(writes, replies, strict=True):
             status = int(reply[0])
             if status == APPLIED and len(reply) > 1:
                 dropped[int(w.group)] = [str(s) for s in reply[1:]]
@@ -441,7 +419,7 @@ class RedisClusterFeatureStore(RedisReads):
             pipe.hdel(self._keys.pending, batch.batch)
             self._send_sweeps(pipe, dropped)
 
-        self._execute(send)
+        self._io.run(send)
 
     def _send_sweeps(self, pipe: ClusterPipeline, dropped: dict[int, list[str]]) -> None:
         keys = self._keys
@@ -484,10 +462,10 @@ class RedisClusterFeatureStore(RedisReads):
     def _sweep_leftovers(self) -> None:
         keys = self._keys
         groups = range(keys.groups)
-        listed = self._execute(lambda pipe: [pipe.smembers(keys.dropped(g)) for g in groups])
+        listed = self._io.run(lambda pipe: [pipe.smembers(keys.dropped(g)) for g in groups])
         dropped = {g: sorted(ids) for g, ids in zip(groups, listed, strict=True) if ids}
         if dropped:
-            self._execute(lambda pipe: self._send_sweeps(pipe, dropped))
+            self._io.run(lambda pipe: self._send_sweeps(pipe, dropped))
 
     # -- landmark moves ------------------------------------------------------------------
     def rescale(
@@ -556,7 +534,7 @@ class RedisClusterFeatureStore(RedisReads):
                     client=pipe,
                 )
 
-        replies = self._execute(send, client=self._slow)
+        replies = self._io.run(send, slow=True)
         broken = [(g, r) for g, r in zip(groups, replies, strict=True) if len(r) > 1]
         if broken:
             raise JournalError(
@@ -572,7 +550,7 @@ class RedisClusterFeatureStore(RedisReads):
         coview: defaultdict[str, list[str]] = defaultdict(list)
         popularity: defaultdict[str, list[str]] = defaultdict(list)
         for family, found in ((COVIEW, coview), (SEQUENCE, coview), (CATEGORY_POPULAR, popularity)):
-            for key in sorted(set(self._slow.scan_iter(match=keys.pattern(family), count=PAGE))):
+            for key in sorted(set(self._io.slow.scan_iter(match=keys.pattern(family), count=PAGE))):
                 parsed = keys.parse(key)
                 if parsed is not None and keys.strip(key, family) is not None:
                     found[parsed[0]].append(key)
@@ -608,7 +586,7 @@ class RedisClusterFeatureStore(RedisReads):
                 for page in pages(names):
                     pipe.execute_command("UNLINK", *page)
 
-        return sum(int(r) for r in self._execute(send))
+        return sum(int(r) for r in self._io.run(send))
 
     def ready(self) -> bool:
         """Every master answers ``PING``."""
@@ -619,108 +597,8 @@ class RedisClusterFeatureStore(RedisReads):
             return False
 
     def close(self) -> None:
-        self._cluster.close()
-        if self._slow is not self._cluster:
-            self._slow.close()
-
-    # -- pipelines -----------------------------------------------------------------------
-    def _execute(
-        self,
-        send: Callable[[ClusterPipeline], object],
-        *,
-        client: RedisCluster | None = None,
-        waits: bool = False,
-    ) -> list[Any]:
-        """Run the commands ``send`` queues in one pipeline (one round trip per node) and
-        return their replies, raising the first error. A node without the scripts (a
-        replica promoted since they were loaded) gets them, and the pipeline runs again:
-        every write in it may run twice. With ``waits``, the WAITs ``send`` queued last
-        (:meth:`_wait_replicas`) may fail without failing the writes: a node that turned
-        replica since the slot map was read refuses WAIT, and their reply is the error."""
-        client = client or self._cluster
-        for attempt in (1, 2):
-            with client.pipeline(transaction=False) as pipe:
-                send(pipe)
-                replies = list(pipe.execute(raise_on_error=False))
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                for text in _SCRIPTS.values():
-                    client.script_load(text)
-                continue
-            checked = replies[: len(replies) - self._waits] if waits else replies
-            for reply in checked:
-                if isinstance(reply, Exception):
-                    raise reply
-            return replies
-        raise AssertionError("unreachable")
-
-    def _wait_replicas(self, pipe: ClusterPipeline, keys: Iterable[str]) -> None:
-        """Queue ``WAIT 1`` on the node of each of ``keys``, after the writes queued there:
-        it answers once a replica holds them (on the same connection: WAIT waits for that
-        connection's writes). ``self._waits`` says how many were queued."""
-        self._waits = 0
-        if not self._wait_ms:
-            return
-        nodes = {self._cluster.get_node_from_key(key) for key in keys}
-        for node in nodes:
-            pipe.execute_command("WAIT", 1, self._wait_ms, target_nodes=node)
-        self._waits = len(nodes)
-
-    def _replicated(self, acks: Sequence[Any], what: str) -> None:
-        """Log (once a minute at most) writes no replica acknowledged in time."""
-        if any(isinstance(n, Exception) or int(n) < 1 for n in acks):
-            now = time.monotonic()
-            if now - self._unreplicated_at >= _WARN_EVERY_S:
-                self._unreplicated_at = now
-                logger.warning(
-                    "feature store %s: %s written without a replica's acknowledgement "
-                    "within %d ms (a master without a replica, or one lagging): a failover "
-                    "now could lose it",
-                    self._where,
-                    what,
-                    self._wait_ms,
-                )
+        self._io.close()
 
 
 def _order(batch: Journal) -> list[tuple[int, int]]:
     return batch.offsets
-
-
-def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
-    """The startup nodes and connection options of a ``redis+cluster://`` URL."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in SCHEMES:
-        raise ConfigError(f"not a Redis Cluster URL: {redacted_cluster_url(url)}")
-    rest, _, query = rest.partition("?")
-    netloc, _, path = rest.partition("/")
-    if path not in ("", "0"):
-        raise ConfigError("a Redis Cluster has only database 0; drop the /<db> from the URL")
-    if query:
-        raise ConfigError("Redis Cluster URLs take no ?options")
-    userinfo, at, hosts = netloc.rpartition("@")
-    options: dict[str, Any] = {}
-    if at:
-        user, colon, password = userinfo.partition(":")
-        if user:
-            options["username"] = unquote(user)
-        if colon:
-            options["password"] = unquote(password)
-    if SCHEMES[scheme.lower()] == "rediss":
-        options["ssl"] = True
-    nodes = []
-    for node in hosts.split(","):
-        host, colon, port = node.strip().rpartition(":")
-        if not colon or not port.isdigit() or not host:
-            raise ConfigError(
-                f"Redis Cluster node {node!r}: give each as host:port, comma-separated"
-            )
-        nodes.append((host.strip("[]"), int(port)))
-    return nodes, options
-
-
-def redacted_cluster_url(url: str) -> str:
-    """``url`` without its password."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, hosts = rest.rpartition("@")
-    if not sep or not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.partition(':')[0]}:***@{hosts}"
