@@ -49,6 +49,8 @@ class Engine:
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
     """Decoded data of the Secrets the spec references, by Secret name."""
     service_monitor_crd: bool = False
+    keda_crd: bool = False
+    """KEDA's ScaledObject CRD is installed (autoscaling provider Auto picks KEDA)."""
 
 
 def labels(engine: Engine, component: str | None = None) -> dict[str, str]:
@@ -364,8 +366,9 @@ def _dump_all(models: Sequence[BaseModel]) -> list[dict[str, Any]]:
     return [m.model_dump(by_alias=True, exclude_none=True) for m in models]
 
 
-def deployment(engine: Engine, role: str, *, replicas: int | None = None) -> Manifest:
-    """``replicas`` None leaves the field out (an autoscaler owns it)."""
+def deployment(engine: Engine, role: str) -> Manifest:
+    """An autoscaled role's Deployment leaves ``spec.replicas`` out: the autoscaler owns it,
+    and the operator never sets it back."""
     component = engine.spec.component(role)
     body: dict[str, Any] = {
         "selector": {"matchLabels": selector(engine, role)},
@@ -384,8 +387,8 @@ def deployment(engine: Engine, role: str, *, replicas: int | None = None) -> Man
             "spec": _pod_spec(engine, role),
         },
     }
-    wanted = component.replicas if replicas is None else replicas
-    body = {"replicas": wanted, **body}
+    if engine.spec.autoscaling.of(role) is None:
+        body = {"replicas": component.replicas, **body}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -536,8 +539,8 @@ def network_policy(engine: Engine, role: str) -> Manifest:
 
 
 def children(engine: Engine) -> list[Manifest]:
-    """Every child the spec asks for, in the order to apply them (config before the pods
-    that read it)."""
+    """Every child the spec asks for but the autoscalers (reco_operator.autoscaling), in
+    the order to apply them (config before the pods that read it)."""
     spec = engine.spec
     out: list[Manifest] = [config_map(engine)]
     for role in ROLES:
@@ -565,5 +568,8 @@ CHILD_KINDS: tuple[tuple[str, str, str], ...] = (
     ("batch", "v1", "CronJob"),
     ("monitoring.coreos.com", "v1", "ServiceMonitor"),
     ("networking.k8s.io", "v1", "NetworkPolicy"),
+    ("autoscaling", "v2", "HorizontalPodAutoscaler"),
+    ("keda.sh", "v1alpha1", "ScaledObject"),
+    ("keda.sh", "v1alpha1", "TriggerAuthentication"),
 )
 """Every kind the operator may create, to find the children a spec no longer asks for."""

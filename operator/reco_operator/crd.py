@@ -148,12 +148,53 @@ def _component_status() -> dict[str, Any]:
     }
 
 
+def _scaling_status(role: str) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "currentReplicas": {"type": "integer", "description": "Replicas the autoscaler saw."},
+        "desiredReplicas": {"type": "integer", "description": "Replicas it asks for."},
+        "minReplicas": {"type": "integer"},
+        "maxReplicas": {"type": "integer", "description": "After the partition cap."},
+        "lastScaleTime": {"type": "string", "format": "date-time"},
+        "message": {"type": "string", "description": "Why a metric could not be read."},
+    }
+    if role == "processor":
+        properties["lag"] = {
+            "type": "integer",
+            "description": "The consumer group's lag (records) the autoscaler last saw.",
+        }
+    else:
+        properties["latencySeconds"] = {
+            "type": "number",
+            "description": "The latency quantile the autoscaler last saw.",
+        }
+        properties["requestsPerSecond"] = {
+            "type": "number",
+            "description": "Recommendation requests per second and pod it last saw.",
+        }
+    return {"type": "object", "properties": properties}
+
+
+def _autoscaling_status() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "The autoscalers at work: absent when no role is autoscaled.",
+        "properties": {
+            "provider": {"type": "string", "enum": ["KEDA", "HPA"]},
+            "processor": _scaling_status("processor"),
+            "api": _scaling_status("api"),
+        },
+    }
+
+
 def status_schema() -> dict[str, Any]:
     condition = {
         "type": "object",
         "required": ["type", "status"],
         "properties": {
-            "type": {"type": "string", "description": "Ready, Progressing or Degraded."},
+            "type": {
+                "type": "string",
+                "description": "Ready, Progressing, Degraded, or AutoscalingCapped.",
+            },
             "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
             "reason": {"type": "string", "description": "CamelCase cause."},
             "message": {"type": "string", "description": "What it means, for people."},
@@ -184,6 +225,7 @@ def status_schema() -> dict[str, Any]:
                 "properties": {role: {"type": "string"} for role in ROLES},
             },
             "image": {"type": "string", "description": "The engine image the roles run."},
+            "autoscaling": _autoscaling_status(),
             "topic": {
                 "type": "object",
                 "properties": {
@@ -216,6 +258,10 @@ def printer_columns() -> list[dict[str, Any]]:
             }
         )
     columns += [
+        {"name": "Lag", "type": "integer", "jsonPath": ".status.autoscaling.processor.lag",
+         "description": "consumer lag the processor's autoscaler last saw"},
+        {"name": "Latency", "type": "number", "jsonPath": ".status.autoscaling.api.latencySeconds",
+         "description": "api latency (s) its autoscaler last saw", "priority": 1},
         {"name": "Partitions", "type": "integer", "jsonPath": ".status.topic.partitions",
          "priority": 1},
         {"name": "Image", "type": "string", "jsonPath": ".status.image", "priority": 1},

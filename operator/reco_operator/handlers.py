@@ -24,10 +24,27 @@ from typing import Any
 import kopf
 
 from reco_operator import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from reco_operator.autoscaling import (
+    AUTOSCALED,
+    KEDA_CRD,
+    autoscalers,
+    capped,
+    hpa_name,
+    provider,
+    wanted_partitions,
+)
 from reco_operator.builders import Engine, all_secret_refs, children, missing_secrets
 from reco_operator.kube import Cluster
 from reco_operator.spec import ROLES, InvalidSpec, RecoEngineSpec, parse_spec
-from reco_operator.status import Problem, Replicas, replicas_of, running_image, status
+from reco_operator.status import (
+    Problem,
+    Replicas,
+    replicas_of,
+    running_image,
+    scaled_events,
+    scaling,
+    status,
+)
 from reco_operator.topics import KafkaUnreachable, TopicRefused, TopicState, ensure_topic
 
 log = logging.getLogger(__name__)
@@ -56,6 +73,10 @@ class Operator:
         self.locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self.problems: dict[str, list[Problem]] = {}
         self.partitions: dict[str, int | None] = {}
+        self.providers: dict[str, str] = {}
+        """The autoscaling provider of each engine's last reconcile (absent: none)."""
+        self.caps: dict[str, str | None] = {}
+        """Why the processor's maxReplicas was capped at the last reconcile, or None."""
 
 
 OPERATOR = Operator()
@@ -133,6 +154,21 @@ def other_child_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         _child_event(event, body)
 
 
+@kopf.on.event(group="autoscaling", version="v2", plural="horizontalpodautoscalers", labels=OWNED)
+def autoscaler_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """An autoscaler's status moved (the operator's HPA, or the one KEDA made for a
+    ScaledObject, which carries its labels): the RecoEngine's status follows. A deleted
+    HPA of the operator's own comes back like any child."""
+    if event.get("type") == "DELETED":
+        _child_event(event, body)
+        return
+    instance = (body.metadata.labels or {}).get("app.kubernetes.io/instance")
+    namespace = body.metadata.namespace or ""
+    engine = OPERATOR.cluster.engine(namespace, instance) if instance else None
+    if engine is not None and not engine["metadata"].get("deletionTimestamp"):
+        refresh_status(OPERATOR, namespace, engine["metadata"]["name"], engine["metadata"]["uid"])
+
+
 def _child_event(event: kopf.RawEvent, body: kopf.Body) -> None:
     owner = next(
         (o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "RecoEngine"),
@@ -195,8 +231,12 @@ def _reconcile(op: Operator, body: dict[str, Any]) -> None:
 
     problems: list[Problem] = []
     known = ((body.get("status") or {}).get("topic") or {}).get("partitions")
+    scaled_processor = spec.autoscaling.scaled_processor()
+    kafka = spec.kafka.model_copy(
+        update={"partitions": wanted_partitions(spec.kafka.partitions, scaled_processor)}
+    )
     try:
-        topic = ensure_topic(spec.kafka, secrets)
+        topic = ensure_topic(kafka, secrets)
     except KafkaUnreachable as exc:
         problem = Problem("KafkaUnreachable", f"{exc}; check spec.kafka and the brokers")
         if known is None:  # never rolled out: the roles would only crash-loop
@@ -207,8 +247,20 @@ def _reconcile(op: Operator, body: dict[str, Any]) -> None:
     except TopicRefused as exc:
         _stop(op, body, spec, Problem("TopicRefused", f"{exc}; change spec.kafka"), delay=60)
         return
+    if scaled_processor is not None and scaled_processor.raise_partitions:
+        # Partitions the operator raised for a larger maxReplicas stay when it shrinks.
+        topic = TopicState(topic.name, topic.partitions, topic.created, topic.raised_from)
     _topic_events(op, body, topic, known, problems)
 
+    autoscaled = any(spec.autoscaling.of(role) is not None for role in AUTOSCALED)
+    keda = autoscaled and spec.autoscaling.provider != "HPA" and op.cluster.crd_installed(KEDA_CRD)
+    if autoscaled and spec.autoscaling.provider == "KEDA" and not keda:
+        message = (
+            f"spec.autoscaling.provider is KEDA and KEDA's CRD {KEDA_CRD} is not installed; "
+            "install KEDA (docs/autoscaling.md) or set provider HPA or Auto"
+        )
+        _stop(op, body, spec, Problem("KedaNotInstalled", message), delay=30)
+        return
     engine = Engine(
         name=name,
         namespace=namespace,
@@ -217,11 +269,27 @@ def _reconcile(op: Operator, body: dict[str, Any]) -> None:
         partitions=topic.partitions,
         secrets=secrets,
         service_monitor_crd=op.cluster.crd_installed(SERVICE_MONITOR_CRD),
+        keda_crd=keda,
     )
+    cap = capped(engine)
+    if cap is not None and op.caps.get(uid) != cap and not _capped(body):
+        _event(op, "warn", body, reason="AutoscalingCapped", message=cap)
     _apply_children(op, body, engine)
     op.problems[uid] = problems
     op.partitions[uid] = topic.partitions
+    op.caps[uid] = cap
+    if autoscaled:
+        op.providers[uid] = provider(engine)
+    else:
+        op.providers.pop(uid, None)
     _write_status(op, body, spec, problems, topic.partitions)
+
+
+def _capped(body: dict[str, Any]) -> bool:
+    conditions = (body.get("status") or {}).get("conditions") or []
+    return any(
+        c.get("type") == "AutoscalingCapped" and c.get("status") == "True" for c in conditions
+    )
 
 
 def _topic_events(
@@ -249,14 +317,10 @@ def _topic_events(
 
 
 def _apply_children(op: Operator, body: dict[str, Any], engine: Engine) -> None:
-    wanted = children(engine)
-    for manifest in wanted:
-        applied = op.cluster.apply(manifest)
-        if applied.changed:
-            verb = "created" if applied.created else "updated"
-            message = f"{verb} {applied.kind} {applied.name}"
-            log.info("%s/%s: %s", engine.namespace, engine.name, message)
-            _event(op, "info", body, reason="Applied", message=message)
+    """Delete what the spec no longer asks for first (an autoscaler being replaced or
+    switched off is gone before a Deployment gets its replicas back or another autoscaler
+    starts: never two for one Deployment), then apply the rest."""
+    wanted = children(engine) + autoscalers(engine)
     keep = {(m["kind"], m["metadata"]["name"]) for m in wanted}
     for child in op.cluster.owned(engine.namespace, engine.name, engine.uid):
         if (child.kind, child.name) not in keep:
@@ -265,6 +329,22 @@ def _apply_children(op: Operator, body: dict[str, Any], engine: Engine) -> None:
             message = f"deleted {child.kind} {child.name}: {why}"
             log.info("%s/%s: %s", engine.namespace, engine.name, message)
             _event(op, "info", body, reason="Deleted", message=message)
+    for manifest in wanted:
+        autoscaled = manifest["kind"] == "Deployment" and "replicas" not in manifest["spec"]
+        if autoscaled and op.cluster.release_replicas(manifest):
+            name = manifest["metadata"]["name"]
+            log.info(
+                "%s/%s: replicas of %s handed to the autoscaler",
+                engine.namespace,
+                engine.name,
+                name,
+            )
+        applied = op.cluster.apply(manifest)
+        if applied.changed:
+            verb = "created" if applied.created else "updated"
+            message = f"{verb} {applied.kind} {applied.name}"
+            log.info("%s/%s: %s", engine.namespace, engine.name, message)
+            _event(op, "info", body, reason="Applied", message=message)
 
 
 def _stop(
@@ -331,6 +411,15 @@ def _write_status(
     previous = body.get("status") or {}
     if partitions is None:
         partitions = (previous.get("topic") or {}).get("partitions")
+    autoscaling = _autoscaling_status(op, body, spec)
+    cap = op.caps.get(meta["uid"])
+    extra = {}
+    if autoscaling.get("processor") is not None:
+        extra["AutoscalingCapped"] = (
+            ("True", "TopicPartitions", cap)
+            if cap
+            else ("False", "WithinPartitions", "maxReplicas is within the topic's partitions")
+        )
     new = status(
         previous,
         generation=int(meta.get("generation", 0)),
@@ -339,5 +428,27 @@ def _write_status(
         image=running_image(deployments, replicas) or previous.get("image", ""),
         topic=spec.kafka.topic if spec else (previous.get("topic") or {}).get("name", ""),
         partitions=partitions,
+        autoscaling=autoscaling,
+        extra=extra,
     )
     op.cluster.write_status(meta["namespace"], meta["name"], new)
+    for message in scaled_events(previous.get("autoscaling") or {}, autoscaling):
+        _event(op, "info", body, reason="Autoscaled", message=message)
+
+
+def _autoscaling_status(
+    op: Operator, body: dict[str, Any], spec: RecoEngineSpec | None
+) -> dict[str, Any]:
+    """The autoscalers' view per autoscaled role, from the HPA that drives each (the
+    operator's, or KEDA's for a ScaledObject); empty when none is autoscaled."""
+    meta = body["metadata"]
+    chosen = op.providers.get(meta["uid"])
+    if spec is None or chosen is None:
+        return {}
+    hpas = op.cluster.autoscalers(meta["namespace"], meta["name"])
+    out: dict[str, Any] = {"provider": chosen}
+    for role in AUTOSCALED:
+        if spec.autoscaling.of(role) is None:
+            continue
+        out[role] = scaling(role, hpas.get(hpa_name(meta["name"], role, chosen)))
+    return out

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 TIMEOUT_S = 30
 """Every API call is bounded: a handler never waits on a silent API server for long."""
+HANDOFF_MANAGER = f"{FIELD_MANAGER}-handoff"
 
 
 @dataclass(frozen=True)
@@ -102,11 +103,16 @@ class Cluster:
             api_version = f"{group}/{version}" if group else version
             try:
                 resource = self._resource(api_version, kind)
+                items = resource.get(
+                    namespace=namespace, label_selector=selector, _request_timeout=TIMEOUT_S
+                ).items
             except ResourceNotFoundError:
                 continue  # the kind is not installed (ServiceMonitor without its CRD)
-            items = resource.get(
-                namespace=namespace, label_selector=selector, _request_timeout=TIMEOUT_S
-            ).items
+            except NotFoundError:
+                # Discovery remembered a kind whose CRD is gone since (KEDA uninstalled):
+                # nothing of it can exist; discover afresh next time.
+                self.dynamic.resources.invalidate_cache()
+                continue
             for item in items:
                 owners = item.metadata.ownerReferences or []
                 if any(o.uid == uid for o in owners):
@@ -122,6 +128,55 @@ class Cluster:
                 body={"propagationPolicy": "Background"},
                 _request_timeout=TIMEOUT_S,
             )
+
+    def release_replicas(self, manifest: Manifest) -> bool:
+        """Hand a Deployment's ``spec.replicas`` to an autoscaler without a jump.
+
+        Applying a Deployment without a field the operator owned alone would remove the
+        field, and the API server would default it to 1 before the autoscaler acts. So
+        the current value is first applied by a second manager (HANDOFF_MANAGER): the
+        operator's next apply then drops only its own claim and the value stays, until the
+        autoscaler scales (the HPA controller's updates take the field over). Switching
+        autoscaling off, the operator's forced apply takes it back. True when it handed
+        the field over."""
+        meta = manifest["metadata"]
+        resource = self._resource(manifest["apiVersion"], manifest["kind"])
+        current = self._get(resource, meta["name"], meta["namespace"])
+        if current is None:
+            return False
+        body = current.to_dict()
+        owners = [
+            m
+            for m in body["metadata"].get("managedFields") or []
+            if "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
+        ]
+        if [m.get("manager") for m in owners] != [FIELD_MANAGER]:
+            return False  # not the operator's alone: dropping its claim keeps the value
+        resource.server_side_apply(
+            body={
+                "apiVersion": manifest["apiVersion"],
+                "kind": manifest["kind"],
+                "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                "spec": {"replicas": body["spec"]["replicas"]},
+            },
+            namespace=meta["namespace"],
+            field_manager=HANDOFF_MANAGER,
+            force_conflicts=True,
+            _request_timeout=TIMEOUT_S,
+        )
+        return True
+
+    def autoscalers(self, namespace: str, instance: str) -> dict[str, dict[str, Any]]:
+        """The HorizontalPodAutoscalers of a RecoEngine by name: the operator's own and the
+        ones KEDA made for its ScaledObjects (KEDA copies their labels)."""
+        resource = self._resource("autoscaling/v2", "HorizontalPodAutoscaler")
+        items = resource.get(
+            namespace=namespace,
+            label_selector=f"app.kubernetes.io/instance={instance},"
+            f"app.kubernetes.io/managed-by={FIELD_MANAGER}",
+            _request_timeout=TIMEOUT_S,
+        ).items
+        return {item.metadata.name: item.to_dict() for item in items}
 
     def deployments(self, namespace: str, instance: str) -> dict[str, dict[str, Any]]:
         """The RecoEngine's Deployments by role, as plain dicts."""

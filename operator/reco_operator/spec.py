@@ -13,9 +13,10 @@ spec that breaks one, with the rule's message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from reco import __version__
@@ -228,25 +229,200 @@ class TrainingSpec(CamelModel):
     )
 
 
-class ScaleBounds(CamelModel):
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            ("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas")
-        )
+class ScalingPolicy(CamelModel):
+    """At most value pods (or percent of the current pods) per periodSeconds."""
+
+    type: Literal["Pods", "Percent"]
+    value: int = Field(ge=1)
+    period_seconds: int = Field(60, ge=1, le=1800)
+
+
+class ScalingRules(CamelModel):
+    """One direction of scaling, as an autoscaling/v2 HPA's behavior spells it."""
+
+    stabilization_window_seconds: int = Field(
+        ge=0,
+        le=3600,
+        description=(
+            "The autoscaler acts on the highest (up) or lowest (down) recommendation of this "
+            "window: a short spike or dip inside it changes nothing."
+        ),
+    )
+    select_policy: Literal["Max", "Min", "Disabled"] = Field(
+        "Max", description="Of several policies, the one that allows the most (Max) change."
+    )
+    policies: list[ScalingPolicy] = Field(min_length=1, max_length=10)
+
+
+def _up() -> ScalingRules:
+    # Up at once, by up to 4 pods or double, whichever is more: lag and latency hurt now.
+    return ScalingRules(
+        stabilization_window_seconds=0,
+        policies=[
+            ScalingPolicy(type="Pods", value=4, period_seconds=60),
+            ScalingPolicy(type="Percent", value=100, period_seconds=60),
+        ],
     )
 
-    min_replicas: int = Field(1, ge=0)
-    max_replicas: int = Field(10, ge=1)
+
+def _processor_down() -> ScalingRules:
+    # Down after 5 quiet minutes, one pod a minute: every change of the group's members is
+    # a rebalance that pauses consumption, so the processor steps down slowly.
+    return ScalingRules(
+        stabilization_window_seconds=300,
+        policies=[ScalingPolicy(type="Pods", value=1, period_seconds=60)],
+    )
+
+
+def _api_down() -> ScalingRules:
+    # Down after 5 quiet minutes, by at most half the pods a minute.
+    return ScalingRules(
+        stabilization_window_seconds=300,
+        policies=[ScalingPolicy(type="Percent", value=50, period_seconds=60)],
+    )
+
+
+def _rules(factory: Callable[[], ScalingRules]) -> Any:
+    """A field defaulting to ``factory()``, with that default in the CRD too (the API server
+    fills it in, and a default must satisfy the schema's required fields)."""
+    return Field(
+        default_factory=factory,
+        json_schema_extra={"default": factory().model_dump(by_alias=True)},
+    )
+
+
+class ProcessorBehavior(CamelModel):
+    scale_up: ScalingRules = _rules(_up)
+    scale_down: ScalingRules = _rules(_processor_down)
+
+
+class ApiBehavior(CamelModel):
+    scale_up: ScalingRules = _rules(_up)
+    scale_down: ScalingRules = _rules(_api_down)
+
+
+_BOUNDS = _cel(("self.minReplicas <= self.maxReplicas", "minReplicas must be <= maxReplicas"))
+
+
+class ProcessorAutoscaling(CamelModel):
+    """The processor by consumer lag: replicas = the group's lag / lagPerReplica."""
+
+    model_config = ConfigDict(json_schema_extra=_BOUNDS)
+
+    min_replicas: int = Field(
+        1, ge=0, le=1000, description="Fewest pods; 0 (scale to zero) only with KEDA."
+    )
+    max_replicas: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description=(
+            "Most pods. Above the topic's partitions it is capped to them (extra consumers "
+            "would sit idle), unless raisePartitions is set."
+        ),
+    )
+    lag_per_replica: int = Field(
+        1000, ge=1, description="Records of consumer lag one processor pod is expected to clear."
+    )
+    activation_lag: int = Field(
+        0,
+        ge=0,
+        description="KEDA only: lag above which the processor wakes from zero replicas.",
+    )
+    raise_partitions: bool = Field(
+        False,
+        description=(
+            "Raise the topic's partitions to maxReplicas when it has fewer (Kafka cannot "
+            "lower them again; keys move to other partitions once)."
+        ),
+    )
+    fallback_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="KEDA only: pods to run while the lag cannot be read (3 failed polls).",
+    )
+    behavior: ProcessorBehavior = Field(default_factory=ProcessorBehavior)
+
+
+LATENCY_QUANTILES = (0.5, 0.9, 0.95, 0.99)
+"""The quantiles the chart's metrics-adapter rules serve as metrics of their own."""
+
+
+class LatencyTarget(CamelModel):
+    quantile: float = Field(
+        0.95,
+        description="The quantile of recommendation_latency_seconds to hold down.",
+        json_schema_extra={"enum": list(LATENCY_QUANTILES)},
+    )
+    threshold_seconds: float = Field(
+        0.1, gt=0, le=60, description="Pods are added while that quantile is above this."
+    )
+
+    @field_validator("quantile")
+    @classmethod
+    def _served(cls, value: float) -> float:
+        if value not in LATENCY_QUANTILES:
+            raise ValueError(f"must be one of {', '.join(map(str, LATENCY_QUANTILES))}")
+        return value
+
+
+class ApiAutoscaling(CamelModel):
+    """The api by latency, and optionally by request rate (the larger replica count wins)."""
+
+    model_config = ConfigDict(json_schema_extra=_BOUNDS)
+
+    min_replicas: int = Field(2, ge=1, le=1000, description="Fewest pods.")
+    max_replicas: int = Field(10, ge=1, le=1000, description="Most pods.")
+    latency: LatencyTarget = Field(default_factory=LatencyTarget)
+    requests_per_replica: float | None = Field(
+        None, gt=0, description="Recommendation requests per second one api pod should serve."
+    )
+    behavior: ApiBehavior = Field(default_factory=ApiBehavior)
 
 
 class AutoscalingSpec(CamelModel):
-    """Reserved for autoscaling (the processor by consumer lag, the api by latency)."""
+    """The processor by consumer lag, the api by latency: a role whose section is set is autoscaled and its replicas field applies no more."""  # noqa: E501
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={**PRESERVE, "description": __doc__})
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "self.provider == 'KEDA' || !has(self.processor) "
+                "|| self.processor.minReplicas >= 1",
+                "spec.autoscaling.processor.minReplicas 0 (scale to zero) needs provider KEDA",
+            ),
+        )
+    )
 
-    enabled: bool = False
-    processor: ScaleBounds | None = None
-    api: ScaleBounds | None = None
+    enabled: bool = Field(
+        True,
+        description="false: no autoscaler, every role runs its replicas (the sections stay).",
+    )
+    provider: Literal["Auto", "KEDA", "HPA"] = Field(
+        "Auto",
+        description=(
+            "KEDA ScaledObjects, or autoscaling/v2 HorizontalPodAutoscalers on the metrics "
+            "adapter's metrics; Auto: KEDA when its CRDs are installed."
+        ),
+    )
+    prometheus_address: str = Field(
+        "http://prometheus-operated.monitoring.svc:9090",
+        min_length=1,
+        description="KEDA only: the Prometheus that the api's latency and request rate come from.",
+    )
+    processor: ProcessorAutoscaling | None = Field(
+        None, description="Set: the processor scales on consumer lag."
+    )
+    api: ApiAutoscaling | None = Field(None, description="Set: the api scales on latency.")
+
+    def scaled_processor(self) -> ProcessorAutoscaling | None:
+        return self.processor if self.enabled else None
+
+    def of(self, role: str) -> ProcessorAutoscaling | ApiAutoscaling | None:
+        """The autoscaling of ``role`` when it is autoscaled, else None."""
+        if not self.enabled:
+            return None
+        section: ProcessorAutoscaling | ApiAutoscaling | None = getattr(self, role, None)
+        return section
 
 
 class ServiceMonitorSpec(CamelModel):

@@ -148,6 +148,7 @@ def _the_operator_has_its_contract_rights_cluster_wide(
         ("patch", "recoengines.recoengine.io/status", "-n", elsewhere),
         ("get", "secrets", "-n", elsewhere),
         ("create", "events.events.k8s.io", "-n", elsewhere),
+        ("patch", "horizontalpodautoscalers.autoscaling", "-n", elsewhere),
         ("watch", "namespaces"),
         ("list", "customresourcedefinitions.apiextensions.k8s.io"),
         ("create", "leases.coordination.k8s.io", "-n", namespace),

@@ -36,6 +36,8 @@ NAMESPACED_RULES = [
     (["batch"], ["cronjobs"], WRITE),
     (["networking.k8s.io"], ["networkpolicies"], WRITE),
     (["monitoring.coreos.com"], ["servicemonitors"], WRITE),
+    (["autoscaling"], ["horizontalpodautoscalers"], WRITE),
+    (["keda.sh"], ["scaledobjects", "triggerauthentications"], WRITE),
     ([""], ["secrets"], ["get"]),
     ([""], ["events"], ["create", "patch"]),
     (["events.k8s.io"], ["events"], ["create", "patch"]),
@@ -381,3 +383,4 @@ def test_every_value_is_typed_in_the_schema() -> None:
         if "type" not in node and "anyOf" not in node:
             untyped.append(".".join(leaf))
     assert not untyped, f"values the schema does not type: {untyped}"
+

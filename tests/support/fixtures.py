@@ -209,7 +209,10 @@ def pg_conn(pg_database: str) -> Iterator[psycopg.Connection]:
 def control_plane() -> Iterator[ControlPlane]:
     """etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, once per
     session (the first use builds the binaries if the cache lacks them: ~12 minutes)."""
-    with ControlPlane() as plane:
+    # HPAs act every 2 s instead of 15: the autoscaling tests wait on what they do.
+    with ControlPlane(
+        controller_manager_args=("--horizontal-pod-autoscaler-sync-period=2s",)
+    ) as plane:
         _refuse_foreign_context(plane)
         yield plane
 
