@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from reco_operator.autoscaling import LAG_METRIC, REQUESTS_METRIC, latency_metric
+from reco_operator.spec import LATENCY_QUANTILES
 from tests.chart.conftest import (
     CHART,
     CI_FILES,
@@ -384,3 +386,22 @@ def test_every_value_is_typed_in_the_schema() -> None:
             untyped.append(".".join(leaf))
     assert not untyped, f"values the schema does not type: {untyped}"
 
+
+def test_the_metrics_adapter_rules_serve_the_names_the_operator_s_hpas_use(helm: Helm) -> None:
+    assert not find(
+        documents(helm.template()), "ConfigMap", "reco-reco-engine-metrics-adapter-rules"
+    )
+    rendered = helm.template(
+        "--set", "metricsAdapter.rules.enabled=true",
+        "--set", "metricsAdapter.rules.namespace=monitoring",
+    )  # fmt: skip
+    config = one(documents(rendered), "ConfigMap", "reco-reco-engine-metrics-adapter-rules")
+    assert config["metadata"]["namespace"] == "monitoring"
+    rules = yaml.safe_load(config["data"]["config.yaml"])
+    served = {r["name"]["as"] for r in rules["rules"]}
+    assert served == {latency_metric(q) for q in LATENCY_QUANTILES} | {REQUESTS_METRIC}
+    (lag,) = rules["externalRules"]
+    assert lag["name"]["as"] == LAG_METRIC
+    assert "consumer_member_lag_records" in lag["seriesQuery"]
+    p95 = next(r for r in rules["rules"] if r["name"]["as"] == latency_metric(0.95))
+    assert p95["metricsQuery"].startswith("histogram_quantile(0.95, ")
