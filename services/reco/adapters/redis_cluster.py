@@ -24,13 +24,16 @@ Kafka keys messages by user, so a user's and its sessions' states are written on
 processor that owns their partition; co-view and popularity increments from several
 processors add up in any order.
 
-Failover. Each pipeline that writes ends with ``WAIT 1`` per node written (at most
-``replica_wait_ms``): redis-py's reply comes once a replica holds the writes, so a master
-killed a moment later loses nothing its replica does not have. Killed before that, the
+Failover. Each pipeline that writes ends with ``WAIT 1`` on every node it wrote to (at
+most ``replica_wait_ms``, :mod:`reco.adapters.redis_cluster_client`): its reply comes once
+a replica holds the writes, so a master killed after it loses nothing. Killed before, the
 batch is still pending on the meta slot (or, if the meta master went, was never
-acknowledged), and the next resume finishes or refolds it. While a master's slots wait for
-its replica's promotion, calls fail as ``BackendUnavailable``: the processor pauses and
-resumes, the api degrades, as when a single Redis restarts.
+acknowledged), and the next resume finishes or folds it again. While a master's slots
+wait for its replica's promotion, calls fail as ``BackendUnavailable``: the processor
+pauses and resumes, the api degrades, as when a single Redis restarts. When no replica
+acknowledges in time (a master left without one by a failover, or the first write after a
+replica's full copy, which can take a second), the batch goes on and a warning says so: a
+second failure in that window could lose writes, and with them the exactly-once.
 
 Landmark moves (``rescale``, once in ~768 days). The meta landmark moves first, with the
 move (from, to, factors) recorded and not ``done``: no batch is journaled until it is (step
