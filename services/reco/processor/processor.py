@@ -140,8 +140,9 @@ class Processor:
             self._metrics.batches_refused.labels(outcome.value).inc()
         if outcome is ApplyOutcome.OTHER_LANDMARK:
             raise BackendUnavailable(
-                f"processor {self._group}: the feature store's decay landmark moved under "
-                f"{_FOLDS} folds of one batch in a row; retrying the batch"
+                f"processor {self._group}: the feature store refused {_FOLDS} folds of one "
+                "batch in a row as built against another decay landmark (another processor "
+                "set it, or a landmark move is under way); retrying the batch"
             )
         if outcome is ApplyOutcome.RESET:
             log.warning(
