@@ -83,12 +83,7 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
 def crd_established(control_plane: ControlPlane) -> None:
     """The RecoEngine CRD in the session's cluster, served, before anything uses it."""
     control_plane.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/recoengines.recoengine.io",
-    )
+    control_plane.wait_established("recoengines.recoengine.io")
 
 
 @pytest.fixture(scope="session")

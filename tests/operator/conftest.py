@@ -74,9 +74,7 @@ class OperatorProcess:
 @pytest.fixture(scope="session")
 def crd_installed(control_plane: ControlPlane) -> ControlPlane:
     control_plane.kubectl("apply", "--server-side", "-f", str(CRD))
-    control_plane.kubectl(
-        "wait", "--for=condition=Established", "crd/recoengines.recoengine.io", "--timeout=60s"
-    )
+    control_plane.wait_established("recoengines.recoengine.io")
     return control_plane
 
 

@@ -346,10 +346,7 @@ def test_the_status_shows_the_image_running_and_a_service_monitor_follows_its_cr
     Operator's own is not in the suite): what is checked is that the operator creates one
     when the kind exists, selecting the engine's Services on their metrics port."""
     engines.plane.kubectl("apply", "-f", "-", input_text=json.dumps(SERVICE_MONITOR_CRD))
-    engines.plane.kubectl(
-        "wait", "--for=condition=Established",
-        "crd/servicemonitors.monitoring.coreos.com", "--timeout=60s",
-    )  # fmt: skip
+    engines.plane.wait_established("servicemonitors.monitoring.coreos.com")
     engines.create_secret()
     engines.apply(engines.manifest())
     engines.wait_ready()

@@ -41,9 +41,7 @@ def _remove_keda(engines: Engines) -> None:
 def _install_keda(engines: Engines) -> None:
     for name, path in _keda_crd_files().items():
         engines.plane.kubectl("apply", "--server-side", "-f", path)
-        engines.plane.kubectl(
-            "wait", "--for=condition=Established", f"crd/{name}.keda.sh", "--timeout=60s"
-        )
+        engines.plane.wait_established(f"{name}.keda.sh")
 
 
 @pytest.fixture

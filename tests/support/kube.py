@@ -168,6 +168,16 @@ class ControlPlane:
     def helm(self, *args: str, check: bool = True) -> str:
         return self._run([self.binaries["helm"], *args], check=check)
 
+    def wait_established(self, crd: str, timeout_s: float = 60) -> None:
+        """Wait until a CRD just applied is served. Not ``kubectl wait``: it fails at once
+        on an object whose status has no conditions yet, as a CRD's has for a moment."""
+        established = '{.status.conditions[?(@.type=="Established")].status}'
+        deadline = time.monotonic() + timeout_s
+        while self.kubectl("get", "crd", crd, "-o", f"jsonpath={established}") != "True":
+            if time.monotonic() > deadline:
+                raise KubeError(f"CRD {crd} not Established within {timeout_s} s")
+            time.sleep(0.1)
+
     def log(self, component: str, lines: int = 40) -> str:
         path = self.dir / "logs" / f"{component}.log"
         if not path.exists():
