@@ -119,6 +119,18 @@ def test_hpas_hold_the_bounds_and_switching_off_hands_replicas_back(
     assert engines.condition("AutoscalingCapped")["status"] == "False"
     assert _deployment(engines, "ingest")["spec"]["replicas"] == 2, "ingest is not autoscaled"
 
+    # The HPA moves the processor to a new minimum: the status follows, with an Event.
+    raised_min = {**autoscaling, "processor": {**autoscaling["processor"], "minReplicas": 4}}
+    engines.apply(engines.manifest(autoscaling=raised_min))
+    wait_until(lambda: _scaling(engines)["processor"].get("currentReplicas") == 4, 60, 0.5)
+    assert _deployment(engines, "processor")["spec"]["replicas"] == 4
+
+    def autoscaled_event() -> bool:  # posted just after the status write
+        scaled = {e["message"] for e in engines.events() if e["reason"] == "Autoscaled"}
+        return "processor: 3 -> 4 replicas" in scaled
+
+    wait_until(autoscaled_event, 30, 0.5)
+
     engines.apply(engines.manifest(autoscaling={**autoscaling, "enabled": False}))
 
     def handed_back() -> bool:
