@@ -266,3 +266,45 @@ def test_two_processors_share_the_partitions_and_one_takes_over_a_killed_ones(
         raise
     finally:
         second.stop()
+
+
+def test_two_processors_catching_up_together_report_the_lag_drained(
+    stack: Stack, stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two processors start on a backlog at once, so the group rebalances while commits are
+    in flight: once every event is applied, the lag both report (what an autoscaler reads)
+    is 0 for every partition. A commit a rebalance interrupted used to be dropped even for
+    partitions the member kept, leaving their lag at the backlog's size for good."""
+    stack.start("ingest", "api")
+    shop = shop_events(2500, seed=29)
+    httpx.put(stack["api"].url + "/items", json=shop.items, timeout=60).raise_for_status()
+    assert post_events(stack["ingest"].url, shop.events) == len(shop.events)
+    second = ServiceProcess("processor", stack.env, tmp_path / "logs", name="processor-2")
+    processors = [stack["processor"], second]
+    for processor in processors:
+        processor.start(wait=False)
+    try:
+        for processor in processors:
+            processor.wait_ready()
+        drained(stack, len(shop.events))
+
+        def lag_drained() -> bool:
+            lags = {labels: value for p in processors for labels, value in lag_samples(p).items()}
+            return len(lags) == PARTITIONS and not any(lags.values())
+
+        wait_until(lag_drained, timeout_s=30, every_s=0.5)
+    except BaseException:
+        print(second.tail(80))
+        raise
+    finally:
+        second.stop()
+
+
+def lag_samples(process: ServiceProcess) -> dict[str, float]:
+    """``consumer_lag_records`` of ``process`` by partition."""
+    out = {}
+    for partition in range(PARTITIONS):
+        values = process.samples("consumer_lag_records", partition=str(partition))
+        if values:
+            out[str(partition)] = values[0]
+    return out

@@ -54,9 +54,9 @@ _COMMIT_RETRY_S = 1.0
 _TIMED_OUT = frozenset({KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT})
 
 
-# Commit errors that only mean this member no longer owns the partitions (a rebalance went
-# on). Nothing is lost: the feature store holds the offsets it applied, and the next owner
-# skips what the store has.
+# Commit errors that mean a rebalance went on: this member may no longer own the
+# partitions. Nothing is lost: the feature store holds the offsets it applied, and the next
+# owner skips what the store has; partitions still owned are committed again.
 _LOST_OWNERSHIP = frozenset(
     {
         KafkaError.ILLEGAL_GENERATION,
@@ -380,23 +380,26 @@ class KafkaConsumer:
             self._commit_failed(failed, first)
 
     def _commit_failed(self, offsets: Mapping[int, int], error: KafkaError | None) -> None:
+        """Commit again, a second later, what no newer commit replaced, while the partition
+        is still this member's. That includes a commit a rebalance interrupted: the
+        partitions the rebalance leaves here (cooperative rebalancing keeps most) would
+        otherwise keep the group's offset, and the lag it reports to autoscalers, behind
+        until their next record, which a drained partition may never get."""
         where = ", ".join(f"{self.topic}[{p}] offset {o}" for p, o in sorted(offsets.items()))
         code = error.code() if error is not None else None
-        if code in _LOST_OWNERSHIP:
-            log.info("group %s: commit of %s dropped: %s", self.group, where, error)
-            return
         if code in _TIMED_OUT and self._on_timeout is not None:
             self._on_timeout("kafka", "commit")
-        # Only what no newer commit replaced, and only while the partition is still ours.
         again = {
             p: o for p, o in offsets.items() if p in self._assigned and self._requested.get(p) == o
         }
         self._retry.update(again)
         self._retry_at = time.monotonic() + _COMMIT_RETRY_S
-        log.warning(
-            "group %s: commit of %s failed, %s: %s",
+        log.log(
+            logging.INFO if code in _LOST_OWNERSHIP else logging.WARNING,
+            "group %s: commit of %s %s, %s: %s",
             self.group,
             where,
+            "interrupted by a rebalance" if code in _LOST_OWNERSHIP else "failed",
             "committing again at the next poll" if again else "superseded",
             error,
         )
