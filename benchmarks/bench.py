@@ -43,6 +43,7 @@ from benchmarks import redis_cost
 from benchmarks.redis_cost import Calibration
 
 RESULTS = Path(__file__).parent / "results"
+MODES = ("embedded", "stack", "cluster")
 VEGETA = str(Path(os.environ.get("RECO_CACHE", Path.home() / ".cache/reco-engine")) / "bin/vegeta")
 CONCURRENCY = 16
 
@@ -353,6 +354,78 @@ def bench_stack(seconds: float, repeats: int) -> dict[str, Any]:
     return out
 
 
+def bench_cluster(seconds: float, repeats: int) -> dict[str, Any]:
+    """The stack on a Redis Cluster (3 masters, a replica each): the api under the same wrk
+    load and the processors catching up, with Redis's CPU summed over every node (masters
+    and the replicas copying them) per request and per event. ``INFO commandstats`` is not
+    read here: its calibration (``benchmarks.redis_cost``) watches one server."""
+    from reco.demo import generate
+    from reco.local.stack import ServiceProcess, local_stack, post_events
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        local_stack(Path(tmp), redis_cluster=True) as stack,
+    ):
+        api, ingest = stack["api"].url, stack["ingest"].url
+        nodes = list(stack.redis)
+        shop = generate()
+        httpx.put(api + "/items", json=shop.items, timeout=60).raise_for_status()
+        post_events(ingest, shop.events)
+        one = [stack["processor"]]
+        _wait_until(lambda: _caught_up(one, 0, _partitions(stack)), one)
+
+        def reco_run() -> dict[str, float]:
+            return wrk(api, "/", USERS_LUA, seconds)
+
+        reco = median_of(
+            repeats, with_cluster_cpu(with_server_cpu(reco_run, api), nodes, "requests")
+        )
+        single = median_of(
+            repeats, with_cluster_cpu(lambda: catch_up(stack, one, 50_000), nodes, "events")
+        )
+        (Path(tmp) / "processor-2").mkdir(exist_ok=True)
+        second = ServiceProcess("processor", stack.env, Path(tmp) / "processor-2")
+        try:
+            pair = median_of(repeats, lambda: catch_up(stack, [*one, second], 50_000))
+        finally:
+            second.stop()
+    return {
+        "api_concurrency": CONCURRENCY,
+        "api_rps": round(reco["rps"]),
+        "api_p50_ms": round(reco["p50_ms"], 2),
+        "api_p99_ms": round(reco["p99_ms"], 2),
+        "api_cpu_us_per_recommendation": round(reco["server_cpu_us"]),
+        "redis_cpu_us_per_recommendation": round(reco["redis_cpu_us"], 1),
+        "processor_events_per_s": round(single["events_per_s"]),
+        "processor_cpu_us_per_event": round(single["cpu_us_per_event"], 1),
+        "redis_cpu_us_per_event": round(single["redis_cpu_us"], 1),
+        "processor_2_events_per_s": round(pair["events_per_s"]),
+        "processor_2_batches_refused": round(pair["batches_refused"]),
+        "processor_2_cpu_us_per_event": round(pair["cpu_us_per_event"], 1),
+    }
+
+
+def with_cluster_cpu(
+    run: Callable[[], dict[str, float]], nodes: list[Any], per: str
+) -> Callable[[], dict[str, float]]:
+    """``run``, adding the CPU microseconds every node of a Redis Cluster spent per unit of
+    ``run()[per]`` (``INFO cpu``, summed over the nodes)."""
+
+    def total() -> float:
+        seconds = 0.0
+        for node in nodes:
+            cpu = node.info("cpu") or {}
+            seconds += float(cpu.get("used_cpu_user", 0)) + float(cpu.get("used_cpu_sys", 0))
+        return seconds
+
+    def measured() -> dict[str, float]:
+        before = total()
+        out = run()
+        return {**out, "redis_cpu_us": (total() - before) / out[per] * 1e6}
+
+    return measured
+
+
 def processor_figures(stack: Any, repeats: int, log_dir: Path) -> dict[str, Any]:
     """One processor, then two on the same topic, catching up on 50k events each time; the
     Redis cost per applied event of the one."""
@@ -465,9 +538,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load run")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--mode", choices=["embedded", "stack", "both"], default="both")
+    parser.add_argument(
+        "--mode",
+        choices=["embedded", "stack", "cluster", "all"],
+        default="all",
+        help="cluster: the stack on a 3-master Redis Cluster",
+    )
     args = parser.parse_args()
-    modes = {"embedded", "stack"} if args.mode == "both" else {args.mode}
+    modes = set(MODES) if args.mode == "all" else {args.mode}
     result: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -475,6 +553,7 @@ def main() -> None:
         "repeats": args.repeats,
         "embedded": bench_embedded(args.seconds, args.repeats) if "embedded" in modes else None,
         "stack": bench_stack(args.seconds, args.repeats) if "stack" in modes else None,
+        "cluster": bench_cluster(args.seconds, args.repeats) if "cluster" in modes else None,
     }
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
     print(text)
@@ -503,7 +582,7 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 def render_docs(result: dict[str, Any]) -> None:
     """Put the table of ``result`` between the markers of docs/benchmarks.md."""
-    modes = [m for m in ("embedded", "stack") if result.get(m)]
+    modes = [m for m in MODES if result.get(m)]
     keys = list(dict.fromkeys(k for m in modes for k in result[m]))
     lines = [
         f"Measured {result['date']} on {result['machine']['cpu']}, "

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from reco.local.exceptions import ServiceError
+from reco.local.redis_cluster import RedisClusterServer
 from reco.local.servers import LOOPBACK, KafkaServer, PostgresServer, RedisServer, free_port
 
 __all__ = ["README_PORTS", "ROLES", "ServiceProcess", "Stack", "local_stack", "post_events"]
@@ -144,6 +145,8 @@ class Stack:
         self.services = {
             role: ServiceProcess(role, self.env, log_dir, port=ports.get(role)) for role in ROLES
         }
+        self.redis: RedisServer | RedisClusterServer | None = None
+        """The Redis the stack runs on, when :func:`local_stack` started it."""
 
     def __getitem__(self, role: str) -> ServiceProcess:
         return self.services[role]
@@ -194,14 +197,20 @@ def local_stack(
     ports: Mapping[str, int] | None = None,
     env: Mapping[str, str] | None = None,
     partitions: int = 4,
+    redis_cluster: bool = False,
 ) -> Iterator[Stack]:
     """Kafka, Redis and PostgreSQL on free ports, then the four services against them;
     everything is stopped and its data removed on exit (``make run-stack``, benchmarks).
+    ``redis_cluster``: a Redis Cluster of 3 masters with a replica each instead of one
+    Redis (``stack.redis`` is the server either way).
 
     The services get the ``ports`` given per role (``make run-stack`` passes
     :data:`README_PORTS`) and free ports otherwise, so a benchmark does not collide with an
     engine already running on the usual ones."""
-    with KafkaServer() as kafka, RedisServer() as redis_server, PostgresServer() as postgres:
+    redis_server: RedisServer | RedisClusterServer = (
+        RedisClusterServer() if redis_cluster else RedisServer()
+    )
+    with KafkaServer() as kafka, redis_server, PostgresServer() as postgres:
         stack_env = {
             "RECO_KAFKA_BOOTSTRAP": kafka.bootstrap,
             "RECO_TOPIC_PARTITIONS": str(partitions),
@@ -210,6 +219,7 @@ def local_stack(
             **(env or {}),
         }
         stack = Stack(stack_env, log_dir, ports=ports)
+        stack.redis = redis_server
         try:
             yield stack.start()
         finally:
