@@ -205,21 +205,6 @@ def test_redis_restarted_mid_stream_then_rebuild(
     assert_same_features(redis_snapshot(stack_env), expected, ProcessorSettings())
 
 
-def group_assignment(env: dict[str, str], group: str = "reco-processor") -> list[set[int]]:
-    """The partitions each member of the processors' consumer group holds, asked of the
-    broker (members without partitions included)."""
-    from confluent_kafka import ConsumerGroupState
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": env["RECO_KAFKA_BOOTSTRAP"]})
-    described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(30)
-    if described.state is not ConsumerGroupState.STABLE:
-        return []
-    return [
-        {tp.partition for tp in member.assignment.topic_partitions} for member in described.members
-    ]
-
-
 def test_two_processors_share_the_partitions_and_one_takes_over_a_killed_ones(
     stack: Stack, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -234,7 +219,7 @@ def test_two_processors_share_the_partitions_and_one_takes_over_a_killed_ones(
         httpx.put(stack["api"].url + "/items", json=shop.items, timeout=60).raise_for_status()
 
         def split() -> bool:
-            held = group_assignment(stack.env)
+            held = stack.group_assignment()
             return len(held) == 2 and all(held) and set().union(*held) == set(range(PARTITIONS))
 
         wait_until(split, timeout_s=60, every_s=0.5)
@@ -259,7 +244,7 @@ def test_two_processors_share_the_partitions_and_one_takes_over_a_killed_ones(
         sender.join()
         assert sent == [len(shop.events) - half]
         drained(stack, len(shop.events))
-        assert group_assignment(stack.env) == [set(range(PARTITIONS))], "the survivor holds all"
+        assert stack.group_assignment() == [set(range(PARTITIONS))], "the survivor holds all"
         assert_matches_reference(stack_env, len(shop.events))
     except BaseException:
         print(second.tail(80))

@@ -166,6 +166,21 @@ class Stack:
     def logs(self) -> str:
         return "\n".join(f"== {r}\n{s.tail()}" for r, s in self.services.items())
 
+    def group_assignment(self, group: str = "reco-processor") -> list[set[int]]:
+        """The partitions each member of the processors' consumer group holds, asked of the
+        broker (members without partitions included); empty while the group is not stable."""
+        from confluent_kafka import ConsumerGroupState
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.env["RECO_KAFKA_BOOTSTRAP"]})
+        described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(30)
+        if described.state is not ConsumerGroupState.STABLE:
+            return []
+        return [
+            {tp.partition for tp in member.assignment.topic_partitions}
+            for member in described.members
+        ]
+
 
 def post_events(url: str, events: list[dict[str, Any]], *, batch: int = 1000) -> int:
     """Send ``events`` in batches, retrying a batch answered 503 (what a client must do)."""
