@@ -138,9 +138,12 @@ def _requests_metric(section: ApiAutoscaling) -> dict[str, Any]:
 
 
 def _quantity(value: float) -> str:
-    """A Kubernetes quantity for a float: milli-units (0.1 -> ``100m``), whole when whole."""
-    milli = round(value * 1000)
-    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+    """A Kubernetes quantity for a float: whole when whole, else milli-units (0.1 ->
+    ``100m``), else micro-units (0.0005 -> ``500u``, which milli-units would round to 0)."""
+    micro = round(value * 1_000_000)
+    if micro % 1_000_000 == 0:
+        return str(micro // 1_000_000)
+    return f"{micro // 1000}m" if micro % 1000 == 0 else f"{micro}u"
 
 
 def horizontal_pod_autoscaler(engine: Engine, role: str) -> Manifest:

@@ -186,6 +186,8 @@ def _replacing(old: Any, new: dict[str, Any]) -> dict[str, Any]:
 # -- autoscaling ---------------------------------------------------------------------------------
 
 _SUFFIXES = {
+    "n": Decimal("0.000000001"),
+    "u": Decimal("0.000001"),
     "m": Decimal("0.001"),
     "k": Decimal(10**3),
     "M": Decimal(10**6),

@@ -104,6 +104,12 @@ def test_the_api_hpa_holds_a_latency_quantile_and_an_optional_request_rate() -> 
             },
         }
     ]
+    # A threshold under a millisecond keeps its value (milli-units would round it to 0).
+    api["latency"]["thresholdSeconds"] = 0.0005
+    metrics = horizontal_pod_autoscaler(_engine({"autoscaling": {"api": api}}), "api")["spec"][
+        "metrics"
+    ]
+    assert metrics[0]["object"]["target"] == {"type": "Value", "value": "500u"}
     api["requestsPerReplica"] = 150
     metrics = horizontal_pod_autoscaler(_engine({"autoscaling": {"api": api}}), "api")["spec"][
         "metrics"
@@ -249,7 +255,16 @@ def test_an_event_sentence_per_change_of_desired_replicas() -> None:
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("1500m", 1.5), ("2k", 2000.0), ("12", 12.0), ("0.25", 0.25), ("1Ki", 1024.0), (None, None)],
+    [
+        ("1500m", 1.5),
+        ("500u", 0.0005),
+        ("872254n", 0.000872254),
+        ("2k", 2000.0),
+        ("12", 12.0),
+        ("0.25", 0.25),
+        ("1Ki", 1024.0),
+        (None, None),
+    ],
 )
 def test_quantities(text: str | None, value: float | None) -> None:
     assert quantity(text) == value
