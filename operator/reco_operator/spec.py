@@ -355,7 +355,11 @@ class LatencyTarget(CamelModel):
         json_schema_extra={"enum": list(LATENCY_QUANTILES)},
     )
     threshold_seconds: float = Field(
-        0.1, gt=0, le=60, description="Pods are added while that quantile is above this."
+        0.1,
+        # An HPA compares metrics in milli-units: a smaller threshold would act as 1 ms.
+        ge=0.001,
+        le=60,
+        description="Pods are added while that quantile is above this (at least 1 ms).",
     )
 
     @field_validator("quantile")

@@ -104,12 +104,12 @@ def test_the_api_hpa_holds_a_latency_quantile_and_an_optional_request_rate() -> 
             },
         }
     ]
-    # A threshold under a millisecond keeps its value (milli-units would round it to 0).
-    api["latency"]["thresholdSeconds"] = 0.0005
+    # Exact: milli-units would round 1.5 ms to 2 ms.
+    api["latency"]["thresholdSeconds"] = 0.0015
     metrics = horizontal_pod_autoscaler(_engine({"autoscaling": {"api": api}}), "api")["spec"][
         "metrics"
     ]
-    assert metrics[0]["object"]["target"] == {"type": "Value", "value": "500u"}
+    assert metrics[0]["object"]["target"] == {"type": "Value", "value": "1500u"}
     api["requestsPerReplica"] = 150
     metrics = horizontal_pod_autoscaler(_engine({"autoscaling": {"api": api}}), "api")["spec"][
         "metrics"
@@ -194,6 +194,12 @@ def test_partitions_are_raised_for_max_replicas_only_when_the_spec_allows() -> N
 def test_a_latency_quantile_the_adapter_does_not_serve_is_refused() -> None:
     with pytest.raises(InvalidSpec, match=r"must be one of 0\.5, 0\.9, 0\.95, 0\.99"):
         _engine({"autoscaling": {"api": {"latency": {"quantile": 0.97}}}})
+
+
+def test_a_latency_threshold_under_a_millisecond_is_refused() -> None:
+    """An HPA compares metrics in milli-units: 0.5 ms would act as 1 ms."""
+    with pytest.raises(InvalidSpec, match="thresholdSeconds"):
+        _engine({"autoscaling": {"api": {"latency": {"thresholdSeconds": 0.0005}}}})
 
 
 def test_hpa_names_for_each_provider() -> None:
