@@ -178,6 +178,15 @@ class ControlPlane:
                 raise KubeError(f"CRD {crd} not Established within {timeout_s} s")
             time.sleep(0.1)
 
+    def issue_serving_certificate(self, name: str, hosts: list[str]) -> tuple[Path, Path]:
+        """A server certificate (and its key) signed by the cluster CA, for a server of the
+        suite that the apiserver calls (an aggregated API): ``hosts`` are DNS names or IPs."""
+        ca = _CertificateAuthority(self.pki, "ca", "reco-test-ca", create=False)
+        sans = ",".join(f"IP:{h}" if h.replace(".", "").isdigit() else f"DNS:{h}" for h in hosts)
+        # The CN is informative only (and at most 64 characters): clients check the SANs.
+        ca.issue(name, f"/CN={name[:64]}", "serverAuth", f"subjectAltName={sans}")
+        return self.pki / f"{name}.crt", self.pki / f"{name}.key"
+
     def log(self, component: str, lines: int = 40) -> str:
         path = self.dir / "logs" / f"{component}.log"
         if not path.exists():
@@ -409,9 +418,12 @@ class ControlPlane:
 
 
 class _CertificateAuthority:
-    def __init__(self, pki: Path, name: str, common_name: str) -> None:
+    def __init__(self, pki: Path, name: str, common_name: str, *, create: bool = True) -> None:
+        """A new CA, or (``create=False``) the one already in ``pki`` under ``name``."""
         self.pki = pki
         self.crt, self.key = pki / f"{name}.crt", pki / f"{name}.key"
+        if not create:
+            return
         _openssl("genrsa", "-out", str(self.key), "2048")
         _openssl(
             "req", "-x509", "-new", "-nodes", "-key", str(self.key), "-days", "3650",
