@@ -2,7 +2,8 @@
 kube-controller-manager (bounds, with no metrics API: what the HPA controller does without
 metrics), KEDA ScaledObjects validated by KEDA's own CRD (fetched by
 tools/install-keda-crds.sh; KEDA itself does not run here), the provider switch, the hand
-back of replicas, the partition cap. The closed loop on real metrics is not tested here."""
+back of replicas, the partition cap. The closed loop on real metrics is
+``test_autoscaling_loop.py``."""
 
 from __future__ import annotations
 
