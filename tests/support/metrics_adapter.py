@@ -451,8 +451,11 @@ def _status(code: int, message: str) -> tuple[int, dict[str, Any]]:
 
 
 def _quantity(value: float) -> str:
-    """A Kubernetes quantity in nano-units: exact enough for seconds of latency."""
-    return f"{round(value * 1e9)}n" if value else "0"
+    """A Kubernetes quantity: whole when whole (a lag), else in nano-units (seconds of
+    latency)."""
+    if value == int(value):
+        return str(int(value))
+    return f"{round(value * 1e9)}n"
 
 
 def _now() -> str:
