@@ -198,8 +198,10 @@ def test_a_burst_scales_the_processors_up_and_back_with_nothing_lost_or_counted_
     operator: OperatorProcess,
     loop_env: dict[str, str],
     loop_factory: Callable[..., Loop],
+    kafka_admin: AdminClient,
     tmp_path: Path,
 ) -> None:
+    admin = kafka_admin
     started = time.monotonic()
     autoscaling = {
         "provider": "HPA",
@@ -226,7 +228,6 @@ def test_a_burst_scales_the_processors_up_and_back_with_nothing_lost_or_counted_
     loop = loop_factory("ingest", "processor")
     kubelet, adapter = loop.kubelet, loop.adapter
     group = "reco-processor"
-    admin = AdminClient({"bootstrap.servers": loop_env["RECO_KAFKA_BOOTSTRAP"]})
     loop.timeline = Timeline(
         {
             # The lag as the HPA last read it (it asks every 2 s).
