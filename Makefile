@@ -37,12 +37,13 @@ REPEAT ?= -m integration
 test-repeat: $(STAMP) test-deps ## Run the integration tier N times (N=5) under LOAD busy processes (REPEAT= other tests)
 	$(BIN)/python tools/repeat.py --runs $(N) --load $(LOAD) -- $(REPEAT)
 
-test-deps: ## Fetch or build every server the tests start: Kafka jars, Redis, PostgreSQL, podman, the Kubernetes binaries, KEDA's CRDs (cached, idempotent)
+test-deps: ## Fetch or build every server the tests start: Kafka jars, Redis, PostgreSQL, podman, the Kubernetes binaries, KEDA (its CRDs, operator and metrics apiserver) (cached, idempotent)
 	bash tools/install-kafka.sh
 	bash tools/install-services.sh redis postgres
 	bash tools/install-podman.sh
 	bash tools/install-k8s.sh >/dev/null
 	bash tools/install-keda-crds.sh >/dev/null
+	bash tools/install-keda.sh >/dev/null
 
 bench: $(STAMP) ## Benchmarks: throughput, latency, freshness as JSON in benchmarks/results/
 	bash tools/install-bench.sh
