@@ -170,10 +170,13 @@ class ControlPlane:
 
     def wait_established(self, crd: str, timeout_s: float = 60) -> None:
         """Wait until a CRD just applied is served. Not ``kubectl wait``: it fails at once
-        on an object whose status has no conditions yet, as a CRD's has for a moment."""
+        on an object whose status has no conditions yet, as a CRD's has for a moment (and
+        so does a jsonpath filter over them: a failed ``get`` is "not yet" too)."""
         established = '{.status.conditions[?(@.type=="Established")].status}'
         deadline = time.monotonic() + timeout_s
-        while self.kubectl("get", "crd", crd, "-o", f"jsonpath={established}") != "True":
+        while (
+            self.kubectl("get", "crd", crd, "-o", f"jsonpath={established}", check=False) != "True"
+        ):
             if time.monotonic() > deadline:
                 raise KubeError(f"CRD {crd} not Established within {timeout_s} s")
             time.sleep(0.1)
