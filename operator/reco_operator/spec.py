@@ -139,7 +139,8 @@ class RedisSpec(CamelModel):
     url_secret_ref: SecretKeyRef = Field(
         description=(
             "redis://, rediss:// or unix:// URL (with its password) in a Secret; "
-            "redis+cluster://host:port[,host:port...] for a Redis Cluster."
+            "redis+sentinel://host:port[,host:port...]/<service>[/<db>] for the master "
+            "Sentinels watch; redis+cluster://host:port[,host:port...] for a Redis Cluster."
         )
     )
     prefix: str = Field("reco:", min_length=1, description="Prefix of every feature key.")

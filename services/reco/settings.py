@@ -230,10 +230,12 @@ class EmbeddedSettings(HttpSettings):
 class StackSettings(HttpSettings):
     """The backends of the production shape: Kafka, Redis, PostgreSQL.
 
-    ``RECO_REDIS_URL`` names one Redis (``redis://``, ``rediss://``, ``unix://``) or a Redis
-    Cluster (``redis+cluster://host:port[,host:port...]``, ``rediss+cluster://`` with TLS;
-    any reachable node will do, several let a process start while one is down). On a
-    Cluster the feature keys spread over ``RECO_REDIS_SLOT_GROUPS`` hash tags."""
+    ``RECO_REDIS_URL`` names one Redis (``redis://``, ``rediss://``, ``unix://``), the master
+    that Sentinels watch (``redis+sentinel://host:port[,host:port...]/<service>[/<db>]``,
+    ``rediss+sentinel://`` with TLS to the data nodes) or a Redis Cluster
+    (``redis+cluster://host:port[,host:port...]``, ``rediss+cluster://`` with TLS; any
+    reachable node will do, several let a process start while one is down). On a Cluster
+    the feature keys spread over ``RECO_REDIS_SLOT_GROUPS`` hash tags."""
 
     host: str = "0.0.0.0"
     kafka_bootstrap: str = "127.0.0.1:9092"

@@ -38,6 +38,7 @@ _STORE_WIDE_SESSION_CAP = {
     params=[
         "memory",
         pytest.param("redis", marks=pytest.mark.integration),
+        pytest.param("redis-sentinel", marks=pytest.mark.integration),
         pytest.param("redis-cluster", marks=pytest.mark.integration),
     ]
 )
@@ -50,6 +51,11 @@ def feature_store(request: pytest.FixtureRequest) -> Iterator[FeatureStore]:
         server = request.getfixturevalue("redis_server")
         request.getfixturevalue("redis_client")  # flushes the db after the test
         store = RedisFeatureStore.from_url(server.url, **CAPS)
+    elif request.param == "redis-sentinel":
+        from reco.adapters.redis_features import RedisFeatureStore
+
+        sentinel = request.getfixturevalue("redis_sentinel")  # empty before and after
+        store = RedisFeatureStore.from_url(sentinel.url, **CAPS)
     else:
         from reco.adapters.redis_cluster import RedisClusterFeatureStore
 

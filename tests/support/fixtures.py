@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg import sql
 
 from reco.local.redis_cluster import RedisClusterServer
+from reco.local.redis_sentinel import RedisSentinelServer
 from reco.local.servers import (
     KafkaServer,
     PostgresServer,
@@ -171,6 +172,25 @@ def redis_cluster(redis_cluster_server: RedisClusterServer) -> Iterator[RedisClu
     yield redis_cluster_server
     redis_cluster_server.start()
     redis_cluster_server.flush()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_server() -> Iterator[RedisSentinelServer]:
+    """One Sentinel-watched Redis for the session: a master, its replica and three
+    Sentinels, started on first use (``.url`` is its ``redis+sentinel://`` URL)."""
+    with RedisSentinelServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_sentinel(redis_sentinel_server: RedisSentinelServer) -> Iterator[RedisSentinelServer]:
+    """The session's Sentinel-watched Redis, healthy (a data node a test killed is started
+    again, as the master's replica) and empty before the test; emptied again after it."""
+    redis_sentinel_server.start()
+    redis_sentinel_server.flush()
+    yield redis_sentinel_server
+    redis_sentinel_server.start()
+    redis_sentinel_server.flush()
 
 
 @pytest.fixture(scope="session")

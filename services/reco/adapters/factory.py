@@ -1,5 +1,6 @@
 """Pick the adapter from the connection URL's scheme, so that one setting switches backend:
-``memory://``, ``redis://…`` or ``redis+cluster://host:port,…`` (a Redis Cluster) for
+``memory://``, ``redis://…``, ``redis+sentinel://host:port,…/<service>`` (the master
+Sentinels watch) or ``redis+cluster://host:port,…`` (a Redis Cluster) for
 features, ``sqlite:///path`` or ``postgresql://…`` for the catalog and the archive. Backend
 modules are imported only when chosen."""
 
@@ -12,7 +13,7 @@ from reco.exceptions import ConfigError
 from reco.ports import Catalog, EventArchive, FeatureStore, ModelStore
 from reco.settings import EngineSettings
 
-_REDIS = {"redis", "rediss", "unix"}
+_REDIS = {"redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel"}
 _REDIS_CLUSTER = {"redis+cluster", "rediss+cluster"}
 _POSTGRES = {"postgresql", "postgres"}
 
@@ -68,7 +69,8 @@ def open_feature_store(
             **caps,
         )
     raise ConfigError(
-        f"feature store URL scheme {scheme!r}: use memory://, redis://host:port/db or "
+        f"feature store URL scheme {scheme!r}: use memory://, redis://host:port/db, "
+        "redis+sentinel://host:port[,host:port...]/<service>[/<db>] or "
         "redis+cluster://host:port[,host:port...]"
     )
 

@@ -152,6 +152,15 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
         raise ConfigError("a Redis Cluster has only database 0; drop the /<db> from the URL")
     if query:
         raise ConfigError("Redis Cluster URLs take no ?options")
+    nodes, options = parse_hosts(netloc, what="Redis Cluster")
+    if SCHEMES[scheme.lower()] == "rediss":
+        options["ssl"] = True
+    return nodes, options
+
+
+def parse_hosts(netloc: str, *, what: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """``[user:password@]host:port[,host:port...]``: the nodes, and the credentials as
+    redis-py's ``username`` and ``password`` options (``what`` names the nodes in errors)."""
     userinfo, at, hosts = netloc.rpartition("@")
     options: dict[str, Any] = {}
     if at:
@@ -160,15 +169,11 @@ def parse_cluster_url(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
             options["username"] = unquote(user)
         if colon:
             options["password"] = unquote(password)
-    if SCHEMES[scheme.lower()] == "rediss":
-        options["ssl"] = True
     nodes = []
     for node in hosts.split(","):
         host, colon, port = node.strip().rpartition(":")
         if not colon or not port.isdigit() or not host:
-            raise ConfigError(
-                f"Redis Cluster node {node!r}: give each as host:port, comma-separated"
-            )
+            raise ConfigError(f"{what} node {node!r}: give each as host:port, comma-separated")
         nodes.append((host.strip("[]"), int(port)))
     return nodes, options
 

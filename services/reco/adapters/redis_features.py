@@ -39,6 +39,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.retry import Retry
 
+from reco.adapters import redis_sentinel
 from reco.adapters.caps import TRIM_SLACK
 from reco.adapters.redis_keys import (
     CATEGORY_POPULAR,
@@ -150,7 +151,8 @@ class RedisFeatureStore(RedisReads):
         list_cache_size: int = 0,
         list_cache_ttl_s: float = 0.0,
     ) -> Self:
-        """A store on ``redis://`` / ``rediss://`` / ``unix://`` ``url``.
+        """A store on ``redis://`` / ``rediss://`` / ``unix://`` ``url``, or on the master
+        that Sentinels watch, ``redis+sentinel://`` (:mod:`reco.adapters.redis_sentinel`).
 
         Every call waits at most ``socket_timeout_s`` for a reply, except the rescale (it
         rewrites every decayed score, once in years of landmark moves), which gets
@@ -159,21 +161,31 @@ class RedisFeatureStore(RedisReads):
         dead Redis should turn into ``BackendUnavailable`` quickly. RESP2, so that
         replies have one shape whatever the server, and no extra handshake per connection.
         """
-        options: dict[str, Any] = {
-            "decode_responses": True,
-            "protocol": 2,
-            "socket_connect_timeout": socket_timeout_s,
-            "client_name": "reco-features",
-        }
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout_s,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries),
-            **options,
-        )
-        slow_client = redis.Redis.from_url(
-            url, socket_timeout=rescale_timeout_s, retry=Retry(NoBackoff(), 0), **options
-        )
+        if urlsplit(url).scheme.lower() in redis_sentinel.SCHEMES:
+            client, slow_client = redis_sentinel.connect(
+                url,
+                socket_timeout_s=socket_timeout_s,
+                rescale_timeout_s=rescale_timeout_s,
+                retries=retries,
+            )
+            where = redis_sentinel.redacted_url(url)
+        else:
+            options: dict[str, Any] = {
+                "decode_responses": True,
+                "protocol": 2,
+                "socket_connect_timeout": socket_timeout_s,
+                "client_name": "reco-features",
+            }
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=socket_timeout_s,
+                retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), retries),
+                **options,
+            )
+            slow_client = redis.Redis.from_url(
+                url, socket_timeout=rescale_timeout_s, retry=Retry(NoBackoff(), 0), **options
+            )
+            where = redacted_url(url)
         return cls(
             client,
             slow_client=slow_client,
@@ -185,7 +197,7 @@ class RedisFeatureStore(RedisReads):
             neighbour_sessions_per_item=neighbour_sessions_per_item,
             profile_ttl_s=profile_ttl_s,
             session_ttl_s=session_ttl_s,
-            where=redacted_url(url),
+            where=where,
             list_cache_size=list_cache_size,
             list_cache_ttl_s=list_cache_ttl_s,
         )
