@@ -7,11 +7,16 @@ which reads them from the engine's real processes; those processes run because t
 suite's kubelet (:mod:`tests.support.kubelet`) starts one per Running pod of the
 Deployments the HPA scales, against the suite's real Kafka, Redis and PostgreSQL.
 
+With provider KEDA the operator emits a ScaledObject instead, and KEDA itself
+(:mod:`tests.support.keda`: its operator and metrics apiserver, built from its source)
+makes the HPA and serves its metric: the kafka scaler reads the group's lag from the
+broker.
+
 - A burst of events raises the processors' real lag; the processor Deployment scales up,
   the new processes join the consumer group, the lag drains, and after the scale-down
   window the Deployment is back at minReplicas; the features then equal those one
   uninterrupted processor builds from the topic (nothing lost or counted twice across the
-  rebalances).
+  rebalances). Once per provider, HPA and KEDA.
 - Load on the api raises its latency quantile past the spec's threshold and the api
   Deployment scales up; the operator, made to reconcile meanwhile, never resets replicas.
 
@@ -27,6 +32,7 @@ import json
 import random
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,10 +43,12 @@ import pytest
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient
 from kubernetes import client, watch
+from kubernetes.utils.quantity import parse_quantity
 
 from reco.demo import generate
 from reco.local.servers import RedisServer
 from reco.local.stack import post_events
+from reco_operator.autoscaling import hpa_name
 from tests.conftest import wait_until
 from tests.integration.conftest import (
     applied_offsets,
@@ -48,6 +56,7 @@ from tests.integration.conftest import (
     topic_end_offsets,
 )
 from tests.operator.conftest import Engines, OperatorProcess
+from tests.support.keda import Keda
 from tests.support.kubelet import Kubelet, Timeline, api_client
 from tests.support.metrics_adapter import MetricsAdapter
 
@@ -74,21 +83,41 @@ UP_AT_ONCE = _rules(0, {"type": "Pods", "value": 4, "periodSeconds": 15})
 
 
 class Loop:
-    """What one closed-loop test watches: the kubelet, the adapter, the HPA, a timeline."""
+    """What one closed-loop test watches: the kubelet, the metrics backend (the suite's
+    adapter, or KEDA), the HPA, a timeline."""
 
-    def __init__(self, engines: Engines, kubelet: Kubelet, adapter: MetricsAdapter) -> None:
+    def __init__(self, engines: Engines, kubelet: Kubelet, metrics: MetricsAdapter | Keda) -> None:
         self.engines = engines
         self.kubelet = kubelet
-        self.adapter = adapter
+        self.metrics = metrics
+        self.provider = "KEDA" if isinstance(metrics, Keda) else "HPA"
         api = api_client(engines.plane)
         self.autoscaling = client.AutoscalingV2Api(api)
         self.apps = client.AppsV1Api(api)
         self.timeline: Timeline | None = None
 
+    @property
+    def adapter(self) -> MetricsAdapter:
+        assert isinstance(self.metrics, MetricsAdapter), "this loop runs KEDA, not the adapter"
+        return self.metrics
+
     def hpa(self, role: str) -> Any:
+        """The role's HPA: the operator's, or the one KEDA made for its ScaledObject."""
         return self.autoscaling.read_namespaced_horizontal_pod_autoscaler(
-            f"shop-{role}", self.engines.namespace
+            hpa_name("shop", role, self.provider), self.engines.namespace
         )
+
+    def external_value(self, role: str) -> float:
+        """The External metric the role's HPA names, read as the HPA controller reads it:
+        through the API server and the aggregator, from whoever serves it."""
+        metric = self.hpa(role).spec.metrics[0].external.metric
+        labels = metric.selector.match_labels or {}
+        selector = urllib.parse.quote(",".join(f"{k}={v}" for k, v in labels.items()))
+        path = (
+            f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{self.engines.namespace}/"
+            f"{metric.name}?labelSelector={selector}"
+        )
+        return float(parse_quantity(_raw_value(self.engines, path)))
 
     def desired(self, role: str) -> int:
         return int(self.hpa(role).status.desired_replicas or 0)
@@ -110,12 +139,16 @@ class Loop:
         if self.timeline is not None:
             parts.append(f"timeline:\n{self.timeline.render()}")
         for role in ("processor", "api"):
+            name = hpa_name("shop", role, self.provider)
             parts.append(
-                self.engines.kubectl("describe", "hpa", f"shop-{role}", check=False)
-                or f"(no HPA shop-{role})"
+                self.engines.kubectl("describe", "hpa", name, check=False) or f"(no HPA {name})"
             )
         parts.append("kubelet:\n" + "\n".join(self.kubelet.log + self.kubelet.errors))
-        parts.append("adapter, last requests:\n" + "\n".join(list(self.adapter.requests)[-15:]))
+        if isinstance(self.metrics, Keda):
+            parts.append(self.metrics.report())
+        else:
+            requests = list(self.metrics.requests)[-15:]
+            parts.append("adapter, last requests:\n" + "\n".join(requests))
         parts.append(self.kubelet.tails(15))
         return "\n\n".join(parts)
 
@@ -146,17 +179,22 @@ def loop_env(engines: Engines, redis_server: RedisServer, pg_database: str) -> d
 @pytest.fixture
 def loop_factory(engines: Engines, tmp_path: Path) -> Iterator[Callable[..., Loop]]:
     """A kubelet for the given roles of RecoEngine ``shop`` and the metrics adapter
-    registered in front of it; both closed (processes stopped, APIServices deleted) after."""
+    registered in front of it, or (``provider="KEDA"``) KEDA itself; all closed (processes
+    stopped, APIServices deleted or restored, KEDA's CRDs removed) after."""
     made: list[Loop] = []
 
-    def make(*roles: str) -> Loop:
+    def make(*roles: str, provider: str = "HPA") -> Loop:
         kubelet = Kubelet(
             engines.plane, engines.namespace, "shop", roles, tmp_path / "processes"
         ).start()
-        adapter = MetricsAdapter(engines.plane, kubelet, engines.namespace)
-        loop = Loop(engines, kubelet, adapter)
+        metrics: MetricsAdapter | Keda
+        if provider == "KEDA":
+            metrics = Keda(engines.plane, engines.namespace, tmp_path / "keda")
+        else:
+            metrics = MetricsAdapter(engines.plane, kubelet, engines.namespace)
+        loop = Loop(engines, kubelet, metrics)
         made.append(loop)
-        adapter.start()
+        metrics.start()
         return loop
 
     try:
@@ -169,7 +207,7 @@ def loop_factory(engines: Engines, tmp_path: Path) -> Iterator[Callable[..., Loo
         for loop in made:
             if loop.timeline is not None:
                 loop.timeline.close()
-            loop.adapter.close()
+            loop.metrics.close()
             loop.kubelet.close()
 
 
@@ -193,7 +231,9 @@ def _raw_value(engines: Engines, path: str) -> str:
     return value
 
 
+@pytest.mark.parametrize("provider", ["HPA", "KEDA"])
 def test_a_burst_scales_the_processors_up_and_back_with_nothing_lost_or_counted_twice(
+    provider: str,
     engines: Engines,
     operator: OperatorProcess,
     loop_env: dict[str, str],
@@ -203,8 +243,11 @@ def test_a_burst_scales_the_processors_up_and_back_with_nothing_lost_or_counted_
 ) -> None:
     admin = kafka_admin
     started = time.monotonic()
+    # KEDA (its CRDs, operator and metrics apiserver) before the RecoEngine that asks for it.
+    loop = loop_factory("ingest", "processor", provider=provider)
+    kubelet = loop.kubelet
     autoscaling = {
-        "provider": "HPA",
+        "provider": provider,
         "processor": {
             "minReplicas": 1,
             "maxReplicas": PARTITIONS,
@@ -225,13 +268,20 @@ def test_a_burst_scales_the_processors_up_and_back_with_nothing_lost_or_counted_
             autoscaling=autoscaling,
         )
     )
-    loop = loop_factory("ingest", "processor")
-    kubelet, adapter = loop.kubelet, loop.adapter
     group = "reco-processor"
+
+    def lag() -> float | str:
+        if loop.provider == "KEDA":
+            # What KEDA's kafka scaler reads from the broker now (KEDA caps it at
+            # partitions x lagPerReplica: allowIdleConsumers is off).
+            return round(loop.external_value("processor"))
+        # What the suite's adapter last served the HPA (it asks every 2 s).
+        last = loop.adapter.last_lag
+        return round(last) if last is not None else "-"
+
     loop.timeline = Timeline(
         {
-            # The lag as the HPA last read it (it asks every 2 s).
-            "lag": lambda: round(adapter.last_lag) if adapter.last_lag is not None else "-",
+            "lag": lag,
             "desired": lambda: loop.desired("processor"),
             "replicas": lambda: loop.replicas("processor"),
             "pods": lambda: kubelet.pods("processor"),
@@ -254,14 +304,17 @@ def test_a_burst_scales_the_processors_up_and_back_with_nothing_lost_or_counted_
         lambda: _members(admin, group) == 1,
         60,
     )
-    # The metric reaches the API server through the adapter's APIService.
-    value = _raw_value(
-        engines,
-        f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{engines.namespace}/"
-        f"reco_consumer_group_lag_records?labelSelector=group%3D{group}",
-    )
-    assert value == "0", value
     loop.wait("the HPA reading the lag", lambda: loop.hpa("processor").status.current_metrics, 60)
+    # The metric reaches the API server through the APIService (the suite's adapter, or
+    # KEDA's metrics apiserver asking KEDA's operator).
+    assert loop.external_value("processor") == 0
+    if provider == "KEDA":
+        # KEDA took the ScaledObject and made the HPA under the name the operator reads.
+        scaled = engines.get("scaledobject", "shop-processor")
+        assert scaled is not None
+        conditions = {c["type"]: c["status"] for c in scaled["status"]["conditions"]}
+        assert conditions.get("Ready") == "True", scaled["status"]
+        assert scaled["status"]["hpaName"] == hpa_name("shop", "processor", "KEDA")
     assert loop.desired("processor") == 1
     # The operator has seen 1 too: the scale-up is a change it reports with an Event.
     loop.wait(
@@ -290,7 +343,7 @@ def test_a_burst_scales_the_processors_up_and_back_with_nothing_lost_or_counted_
 
     loop.wait("every event applied", drained, 300)
     drained_s = time.monotonic() - burst_at
-    loop.wait("the lag read as 0", lambda: adapter.group_lag(group) == 0, 60)
+    loop.wait("the lag read as 0", lambda: loop.external_value("processor") == 0, 60)
     loop.wait(
         "the processor back at minReplicas, one process in the group",
         lambda: (
@@ -307,7 +360,7 @@ def test_a_burst_scales_the_processors_up_and_back_with_nothing_lost_or_counted_
     members = [int(r[5]) for r in rows if r[5].lstrip("-").isdigit()]
     loop.record(
         tmp_path,
-        f"processor loop: {len(fresh)} events posted in {posted_s:.0f} s, all applied "
+        f"processor loop ({provider}): {len(fresh)} events posted in {posted_s:.0f} s, all applied "
         f"{drained_s:.0f} s after the burst began, back at 1 replica after {back_s:.0f} s; "
         f"peak desired {max(desired)}, peak members {max(members)}, "
         f"{peak_processes} processor processes started; test "

@@ -181,13 +181,17 @@ class ControlPlane:
                 raise KubeError(f"CRD {crd} not Established within {timeout_s} s")
             time.sleep(0.1)
 
-    def issue_serving_certificate(self, name: str, hosts: list[str]) -> tuple[Path, Path]:
+    def issue_serving_certificate(
+        self, name: str, hosts: list[str], *, usage: str = "serverAuth"
+    ) -> tuple[Path, Path]:
         """A server certificate (and its key) signed by the cluster CA, for a server of the
-        suite that the apiserver calls (an aggregated API): ``hosts`` are DNS names or IPs."""
+        suite that the apiserver calls (an aggregated API): ``hosts`` are DNS names or IPs.
+        ``usage="serverAuth,clientAuth"`` for a pair of servers that also call each other
+        with it (mutual TLS)."""
         ca = _CertificateAuthority(self.pki, "ca", "reco-test-ca", create=False)
         sans = ",".join(f"IP:{h}" if h.replace(".", "").isdigit() else f"DNS:{h}" for h in hosts)
         # The CN is informative only (and at most 64 characters): clients check the SANs.
-        ca.issue(name, f"/CN={name[:64]}", "serverAuth", f"subjectAltName={sans}")
+        ca.issue(name, f"/CN={name[:64]}", usage, f"subjectAltName={sans}")
         return self.pki / f"{name}.crt", self.pki / f"{name}.key"
 
     def log(self, component: str, lines: int = 40) -> str:
