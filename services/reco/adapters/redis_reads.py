@@ -31,13 +31,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, cast
 
 import orjson
 import redis
-from cachetools import LRUCache, TTLCache
+from cachetools import LRUCache
 from redis.client import Pipeline
 from redis.cluster import ClusterPipeline
 from redis.exceptions import (
@@ -74,8 +75,6 @@ MAX_TTL_S: Final = 1.0
 # that no single command holds Redis for long.
 PAGE: Final = 1000
 
-_ABSENT: Final = object()
-
 # What "Redis cannot serve now" looks like, beyond a timeout. ClusterDownError covers
 # CLUSTERDOWN and MASTERDOWN; TRYAGAIN comes during a resharding.
 _UNAVAILABLE: Final = (
@@ -95,7 +94,13 @@ Client = redis.Redis | redis.RedisCluster
 class ListCache:
     """A bounded TTL cache shared by the threads of one process; off when ``size`` or
     ``ttl_s`` is 0. Entries are not refreshed by reads: the TTL runs from the fetch, so a hot
-    list is re-read every ``ttl_s`` and the freshness bound holds for it too."""
+    list is re-read every ``ttl_s`` and the freshness bound holds for it too.
+
+    Every entry lives ``ttl_s`` from its insertion, so insertion order is expiry order: an
+    ordered dict whose oldest entries go first (expired, or past ``size``) is the whole
+    bookkeeping, and a read is one dict lookup and a comparison. (cachetools' ``TTLCache``,
+    which keeps a separate expiry list because its entries may differ in TTL, cost the api
+    ~0.9 µs a lookup, ~10 % of a recommendation's CPU at a hundred lists a request.)"""
 
     def __init__(
         self,
@@ -109,28 +114,40 @@ class ListCache:
         if ttl_s > MAX_TTL_S:
             raise ValueError(f"list cache TTL {ttl_s} s is over the {MAX_TTL_S} s bound")
         self.enabled = size > 0 and ttl_s > 0
-        self._lists: TTLCache[Hashable, Any] = TTLCache(max(size, 1), max(ttl_s, 1e-9), timer=timer)
+        self._size = size
+        self._ttl_s = ttl_s
+        self._timer = timer
+        self._lists: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
         self._versions: LRUCache[Hashable, int] = LRUCache(max(subjects, 1))
         self._landmark: str | None = None
         self._lock = threading.Lock()
 
     def get_many(self, keys: Iterable[Hashable]) -> dict[Any, Any]:
-        """The cached values among ``keys``."""
+        """The cached values among ``keys`` that have not expired. Lock-free: a dict lookup
+        is atomic, and a writer replaces an entry whole."""
         if not self.enabled:
             return {}
+        now = self._timer()
+        lists = self._lists
         found: dict[Any, Any] = {}
-        with self._lock:
-            for key in keys:
-                value = self._lists.get(key, _ABSENT)
-                if value is not _ABSENT:
-                    found[key] = value
+        for key in keys:
+            entry = lists.get(key)
+            if entry is not None and entry[0] > now:
+                found[key] = entry[1]
         return found
 
     def put_many(self, values: Mapping[Any, Any]) -> None:
-        if self.enabled and values:
-            with self._lock:
-                for key, value in values.items():
-                    self._lists[key] = value
+        if not (self.enabled and values):
+            return
+        with self._lock:
+            now = self._timer()
+            expires = now + self._ttl_s
+            lists = self._lists
+            for key, value in values.items():
+                lists.pop(key, None)  # to the end: the newest
+                lists[key] = (expires, value)
+            while lists and (len(lists) > self._size or next(iter(lists.values()))[0] <= now):
+                lists.popitem(last=False)
 
     def moved(self, subject: Hashable, version: int) -> bool:
         """Whether ``subject``'s version differs from the one this process saw last (or it
