@@ -64,6 +64,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run kopf at once: for a single replica, or outside a cluster",
     )
+    parser.add_argument(
+        "--lease-name",
+        default=LEASE,
+        help=f"name of the Lease (default {LEASE}); one per operator installation, so that "
+        "two installations in one namespace (each watching its own namespaces) elect apart",
+    )
     parser.add_argument("--lease-duration", type=int, default=15, metavar="SECONDS")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
@@ -139,7 +145,9 @@ def _lead(args: argparse.Namespace, state: _State) -> int:
     lost = threading.Event()
 
     def started() -> None:
-        log.info("%s leads (Lease %s/%s)", identity, args.leader_election_namespace, LEASE)
+        log.info(
+            "%s leads (Lease %s/%s)", identity, args.leader_election_namespace, args.lease_name
+        )
         state.kopf = threading.current_thread()
         _run_kopf(args, state)
 
@@ -157,7 +165,7 @@ def _lead(args: argparse.Namespace, state: _State) -> int:
     duration = args.lease_duration
     election = leaderelection.LeaderElection(
         electionconfig.Config(
-            LeaseLock(LEASE, args.leader_election_namespace, identity),
+            LeaseLock(args.lease_name, args.leader_election_namespace, identity),
             lease_duration=duration,
             renew_deadline=max(2, duration * 2 // 3),
             retry_period=max(1, duration // 7),
@@ -165,7 +173,9 @@ def _lead(args: argparse.Namespace, state: _State) -> int:
             onstopped_leading=stopped,
         )
     )
-    log.info("%s campaigns for Lease %s/%s", identity, args.leader_election_namespace, LEASE)
+    log.info(
+        "%s campaigns for Lease %s/%s", identity, args.leader_election_namespace, args.lease_name
+    )
     threading.Thread(target=election.run, name="leader-election", daemon=True).start()
     while not (lost.is_set() or state.stop.is_set() or _kopf_ended(state)):
         lost.wait(1)

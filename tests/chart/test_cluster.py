@@ -12,6 +12,7 @@ engine process.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -152,7 +153,7 @@ def _the_operator_has_its_contract_rights_cluster_wide(
         ("watch", "namespaces"),
         ("list", "customresourcedefinitions.apiextensions.k8s.io"),
         ("create", "leases.coordination.k8s.io", "-n", namespace),
-        ("update", "leases.coordination.k8s.io/reco-operator", "-n", namespace),
+        ("update", f"leases.coordination.k8s.io/{account}", "-n", namespace),  # its Lease
     ]
     refused = [
         ("delete", "recoengines.recoengine.io", "-n", elsewhere),
@@ -302,12 +303,19 @@ def test_the_operator_with_the_chart_s_rights_reconciles_the_chart_s_recoengine(
             }
         )
     )
+    # The operator as the chart runs it (its args: the release's Lease among them), with a
+    # free liveness port and a quicker drift repair (a later flag overrides an earlier one).
+    args_path = "jsonpath={.spec.template.spec.containers[0].args}"
+    chart_args = json.loads(
+        control_plane.kubectl("-n", k8s_namespace, "get", "deployment", account, "-o", args_path)
+    )
     log_path = tmp_path / "operator.log"
     with log_path.open("wb") as log:
         operator = subprocess.Popen(
             [
-                sys.executable, "-m", "reco_operator", "--liveness-port", str(free_port()),
-                "--leader-election-namespace", k8s_namespace, "--repair-interval", "5",
+                sys.executable, "-m", "reco_operator", *chart_args,
+                "--liveness-port", str(free_port()), "--repair-interval", "5",
+                "--leader-election-namespace", k8s_namespace,
             ],
             env={**control_plane.env(), "KUBECONFIG": str(kubeconfig)},
             stdout=log,

@@ -92,6 +92,9 @@ def test_the_defaults_are_the_crd_and_a_cluster_wide_operator(helm: Helm) -> Non
     args = pod["containers"][0]["args"]
     assert "--no-leader-election" not in args
     assert "--namespace" not in args
+    # The Lease is the release's (its Role, below, lets it update that one only): two
+    # releases in one namespace elect apart.
+    assert args[args.index("--lease-name") + 1] == deployment["metadata"]["name"]
     assert pod["containers"][0]["image"] == "ghcr.io/reco-engine/reco-engine-operator:0.1.0"
     env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in pod["containers"][0]["env"]}
     assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
@@ -118,7 +121,7 @@ def test_cluster_wide_rbac_is_the_contract_and_nothing_more(helm: Helm) -> None:
         {
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
-            "resourceNames": ["reco-operator"],
+            "resourceNames": ["reco-reco-engine-operator"],  # the Lease --lease-name gives
             "verbs": ["get", "update"],
         },
     ]
