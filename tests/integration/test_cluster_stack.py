@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from reco.local.redis_cluster import RedisClusterServer
+from reco.local.redis_cluster import RedisClusterNode, RedisClusterServer
 from reco.local.servers import KafkaServer
 from reco.local.stack import Stack, post_events
 from tests.conftest import wait_until
@@ -79,14 +79,37 @@ def test_a_master_killed_mid_stream_is_replaced_by_its_replica_and_nothing_is_lo
     events stream in; its replica takes its slots over; the processor pauses and goes on,
     the api answers again, and once the node is back (as a replica) the features equal an
     uninterrupted processor's."""
-    cluster_stack.start("ingest", "processor", "api")
-    api, ingest = cluster_stack["api"].url, cluster_stack["ingest"].url
-    shop = shop_events(3000, seed=29)
+    killed: list[RedisClusterNode] = []
+
+    def kill() -> None:
+        with redis_cluster.masters()[0].client() as client:
+            prefix = cluster_env["RECO_REDIS_PREFIX"]
+            meta_slot = int(client.cluster("keyslot", prefix + "{m}:offsets"))
+        meta = redis_cluster.master_of(meta_slot)
+        others = [m for m in redis_cluster.masters() if m is not meta]
+        killed.append(meta if master == "meta" else others[0])
+        redis_cluster.kill_master(killed[0])  # returns once its replica serves its slots
+
+    # The node comes back as a replica, empty, and copies its master.
+    failover_mid_stream(cluster_stack, kill, lambda: redis_cluster.restart(killed[0]), seed=29)
+
+
+def failover_mid_stream(
+    stack: Stack, kill: Callable[[], None], restart: Callable[[], None], *, seed: int
+) -> None:
+    """Events stream in while ``kill`` takes a Redis master down (returning once its replica
+    serves); the processor goes on past the batches the kill interrupted, by itself, the api
+    serves recommendations again, nothing sent is lost, and after ``restart`` brings the
+    node back the features equal an uninterrupted processor's."""
+    env = stack.env
+    stack.start("ingest", "processor", "api")
+    api, ingest = stack["api"].url, stack["ingest"].url
+    shop = shop_events(3000, seed=seed)
     httpx.put(api + "/items", json=shop.items, timeout=60).raise_for_status()
     first = len(shop.events) // 3
     assert post_events(ingest, shop.events[:first]) == first
     wait_until(
-        lambda: cluster_stack["processor"].metric("events_processed_total") > 0,
+        lambda: stack["processor"].metric("events_processed_total") > 0,
         timeout_s=60,
         every_s=0.05,
     )
@@ -94,17 +117,11 @@ def test_a_master_killed_mid_stream_is_replaced_by_its_replica_and_nothing_is_lo
     sent: list[int] = []
     sender = threading.Thread(target=lambda: sent.append(post_events(ingest, shop.events[first:])))
     sender.start()
-    applied_before = sum(applied_offsets(cluster_env).values())
-    with redis_cluster.masters()[0].client() as client:
-        meta_slot = int(client.cluster("keyslot", cluster_env["RECO_REDIS_PREFIX"] + "{m}:offsets"))
-    meta = redis_cluster.master_of(meta_slot)
-    victim = meta if master == "meta" else next(m for m in redis_cluster.masters() if m is not meta)
+    applied_before = sum(applied_offsets(env).values())
     try:
-        redis_cluster.kill_master(victim)  # returns once its replica serves its slots
-        # The processor goes on (past the batches the kill interrupted), and the api
-        # serves recommendations again.
+        kill()
         wait_until(
-            lambda: sum(applied_offsets(cluster_env).values()) > applied_before + 100,
+            lambda: sum(applied_offsets(env).values()) > applied_before + 100,
             timeout_s=120,
             every_s=0.2,
         )
@@ -112,7 +129,10 @@ def test_a_master_killed_mid_stream_is_replaced_by_its_replica_and_nothing_is_lo
     finally:
         sender.join()
     assert sent == [len(shop.events) - first]
-    drained(cluster_stack, len(shop.events))
-    assert cluster_stack["processor"].metric("events_processed_total") > 0
-    redis_cluster.restart(victim)  # it rejoins as a replica, empty, and copies its master
-    assert_matches_reference(cluster_env, len(shop.events))
+    drained(stack, len(shop.events))
+    restart()
+    assert_matches_reference(env, len(shop.events))
+    processor = stack["processor"]
+    assert processor.proc is not None
+    assert processor.proc.poll() is None, "the processor went on by itself"
+    assert "paused" in processor.log_path.read_text(), "the processor met the failover"
