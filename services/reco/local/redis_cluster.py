@@ -12,17 +12,22 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import redis
 from redis.cluster import ClusterNode
 
 from reco.local.exceptions import ServerError
-from reco.local.servers import LOOPBACK, RedisServer, free_ports, redis_cli_binary
+from reco.local.servers import (
+    LOOPBACK,
+    RedisServer,
+    ServerGroup,
+    free_ports,
+    redis_cli_binary,
+)
 
 __all__ = ["RedisClusterNode", "RedisClusterServer"]
 
@@ -99,11 +104,13 @@ class RedisClusterNode(RedisServer):
         return {str(key): str(value) for key, value in dict(info).items()}
 
 
-class RedisClusterServer:
+class RedisClusterServer(ServerGroup):
     """``masters`` masters with ``replicas`` replicas each; ``.url`` names every node as
     the engine's ``redis+cluster://`` URL does. Started once (``start``), it can lose a
     master (``kill_master``) and get it back (``restart``); ``wait_healthy`` says when every
     node agrees that all slots are served and every replica copies its master."""
+
+    name = "redis cluster"
 
     def __init__(
         self,
@@ -116,9 +123,9 @@ class RedisClusterServer:
     ) -> None:
         if masters < 3:
             raise ValueError("redis-cli --cluster create needs at least 3 masters")
+        super().__init__(start_timeout=start_timeout)
         self.masters_wanted = masters
         self.replicas_wanted = replicas
-        self.start_timeout = start_timeout
         count = masters * (1 + replicas)
         ports = free_ports(2 * count)  # picked together, so that no two are the same
         self.nodes = [
@@ -131,7 +138,6 @@ class RedisClusterServer:
             )
             for n in range(count)
         ]
-        self.startup_seconds: float | None = None
         self._created = False
 
     @property
@@ -306,13 +312,6 @@ class RedisClusterServer:
     def _node_at(self, port: int) -> RedisClusterNode:
         return next(n for n in self.nodes if n.port == port)
 
-    def _wait(self, predicate: Callable[[], Any], what: str, timeout_s: float | None) -> None:
-        deadline = time.monotonic() + (self.start_timeout if timeout_s is None else timeout_s)
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise ServerError(f"redis cluster not {what} in time:\n{self._describe()}")
-            time.sleep(0.05)
-
     def _describe(self) -> str:
         lines = []
         for node in self.nodes:
@@ -325,24 +324,8 @@ class RedisClusterServer:
             )
         return "\n".join(lines)
 
-    def close(self) -> None:
-        for node in self.nodes:
-            node.close()
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+    def servers(self) -> list[RedisServer]:
+        return list(self.nodes)
 
     def __iter__(self) -> Iterator[RedisClusterNode]:
         return iter(self.nodes)

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import redis
 
 from reco.local.exceptions import ServerError
-from reco.local.servers import LOOPBACK, RedisServer, free_ports
+from reco.local.servers import LOOPBACK, RedisServer, ServerGroup, free_ports
 
 __all__ = ["RedisSentinelServer"]
 
@@ -122,10 +120,12 @@ class _Sentinel(RedisServer):
         return int(master["num-other-sentinels"]), int(master["num-slaves"])
 
 
-class RedisSentinelServer:
+class RedisSentinelServer(ServerGroup):
     """A master, a replica and three Sentinels (quorum 2); ``.url`` is the engine's
     ``redis+sentinel://`` URL. Started once (``start``), it can lose its master
     (``kill_master``) and get it back (``restart``)."""
+
+    name = "redis sentinel"
 
     def __init__(
         self,
@@ -134,7 +134,7 @@ class RedisSentinelServer:
         base_dir: str | Path | None = None,
         start_timeout: float = 60.0,
     ) -> None:
-        self.start_timeout = start_timeout
+        super().__init__(start_timeout=start_timeout)
         ports = free_ports(5)  # picked together, so that no two are the same
         self.nodes = [
             _DataNode(port=port, base_dir=base_dir, start_timeout=start_timeout)
@@ -151,7 +151,6 @@ class RedisSentinelServer:
             )
             for port in ports[2:]
         ]
-        self.startup_seconds: float | None = None
 
     @property
     def url(self) -> str:
@@ -258,13 +257,6 @@ class RedisSentinelServer:
                 return port
         return None
 
-    def _wait(self, predicate: Callable[[], Any], what: str, timeout_s: float | None) -> None:
-        deadline = time.monotonic() + (self.start_timeout if timeout_s is None else timeout_s)
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise ServerError(f"redis sentinel not {what} in time:\n{self._describe()}")
-            time.sleep(0.05)
-
     def _describe(self) -> str:
         lines = []
         for node in self.nodes:
@@ -280,17 +272,5 @@ class RedisSentinelServer:
             )
         return "\n".join(lines)
 
-    def close(self) -> None:
-        for server in [*self.sentinels, *self.nodes]:
-            server.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+    def servers(self) -> list[RedisServer]:
+        return [*self.sentinels, *self.nodes]

@@ -37,7 +37,7 @@ import tempfile
 import time
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self
@@ -375,6 +375,54 @@ class _Server:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<{type(self).__name__} {self.address} {state} {self.run_dir}>"
+
+
+class ServerGroup:
+    """Servers started, waited for and closed as one (a Redis Cluster, a Redis watched by
+    Sentinels). Subclasses list them in :meth:`servers` (closed in that order), start them
+    in :meth:`start` and say what state they are in, for errors, in :meth:`_describe`."""
+
+    name = "servers"
+
+    def __init__(self, *, start_timeout: float) -> None:
+        self.start_timeout = start_timeout
+        self.startup_seconds: float | None = None
+
+    def servers(self) -> Sequence[_Server]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        for server in self.servers():
+            server.close()
+
+    def _describe(self) -> str:
+        raise NotImplementedError
+
+    def _wait(self, predicate: Callable[[], Any], what: str, timeout_s: float | None) -> None:
+        """Poll ``predicate`` until true, for ``timeout_s`` (None: ``start_timeout``)."""
+        deadline = time.monotonic() + (self.start_timeout if timeout_s is None else timeout_s)
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise ServerError(f"{self.name} not {what} in time:\n{self._describe()}")
+            time.sleep(0.05)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def random_cluster_id() -> str:
