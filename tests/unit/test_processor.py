@@ -98,6 +98,28 @@ def test_crash_between_write_and_commit_counts_nothing_twice(tmp_path: Path) -> 
     assert rig.store.snapshot() == before
 
 
+def test_a_batch_another_writer_applied_is_committed_for_the_group(tmp_path: Path) -> None:
+    """A member that lost its partitions applies its last batch after the new owner read
+    the store: the new owner's batch is refused as stale, and it commits the store's
+    offsets, so the lag the group reports (autoscalers read it) drops to 0 without waiting
+    for new events."""
+    rig = Rig(tmp_path)
+    rig.producer.produce([ev(n, "u", f"i{n}", float(n)) for n in range(2)])
+    rig.processor.run_once(100, 0)
+    rig.producer.produce([ev(n, "u", f"i{n}", float(n)) for n in range(2, 4)])
+    other = Processor(
+        rig.log.consumer("other"), rig.store, rig.catalog, rig.settings, rig.metrics, group="o"
+    )
+    other.resume()
+    assert other.run_once(100, 0).applied == 2  # the store now holds all 4
+    assert rig.consumer.committed() == {0: 2}
+    result = rig.processor.run_once(100, 0)
+    assert (result.applied, result.refused) == (0, "stale")
+    assert rig.consumer.committed() == {0: 4}
+    assert rig.consumer.lag() == {0: 0}
+    assert rig.processor.run_once(100, 0).records == 0
+
+
 def test_restart_rebuilds_the_same_features(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     events = [ev(n, f"u{n % 3}", f"i{n % 7}", float(n * 60)) for n in range(60)]

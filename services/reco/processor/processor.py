@@ -151,14 +151,19 @@ class Processor:
                 self._group,
                 delta.base_offsets,
             )
-        else:
-            log.warning(
-                "processor %s: the feature store is past this batch (offsets %s); "
-                "another writer applied it, continuing from the store's offsets",
-                self._group,
-                delta.base_offsets,
-            )
+            self.resume()
+            return
+        log.warning(
+            "processor %s: the feature store is past this batch (offsets %s); "
+            "another writer applied it, continuing from the store's offsets",
+            self._group,
+            delta.base_offsets,
+        )
         self.resume()
+        # The other writer (a member that lost these partitions with its last batch in
+        # flight) could not commit what it applied: commit it for the group, or the lag
+        # autoscalers read from the broker stays up until new events come.
+        self._consumer.commit({p: self._applied[p] for p in delta.offsets if p in self._applied})
 
     def _decode(self, records: Sequence[Record]) -> tuple[list[Event], int]:
         events: list[Event] = []
