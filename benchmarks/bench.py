@@ -432,8 +432,8 @@ def with_cluster_cpu(
 
 
 def processor_figures(stack: Any, repeats: int, log_dir: Path) -> dict[str, Any]:
-    """One processor, then two on the same topic, catching up on 50k events each time; the
-    Redis cost per applied event of the one."""
+    """One processor, then two on the same topic, catching up on ``BACKLOG`` events each
+    time; the Redis cost per applied event of the one."""
     from reco.local.stack import ServiceProcess
 
     redis_url = stack.env["RECO_REDIS_URL"]
