@@ -21,6 +21,7 @@ from reco.adapters.memory_features import MemoryFeatureStore
 from reco.api.models import ModelHolder
 from reco.api.service import Recommender
 from reco.catalog import Item, ItemIn
+from reco.embeddings import EmbeddingModel
 from reco.embeddings.training import TrainParams, corpus
 from reco.embeddings.training import train as train_embeddings
 from reco.evaluation.frozen import FrozenFeatures
@@ -187,6 +188,15 @@ class EngineSystem:
     def end_session(self, session_id: str) -> None:
         if self._frozen is not None:
             self._frozen.forget()
+
+    @property
+    def model(self) -> EmbeddingModel | None:
+        """The item vectors trained in ``fit`` (None: none trained)."""
+        return self._models.current
+
+    @model.setter
+    def model(self, vectors: EmbeddingModel | None) -> None:
+        self._models.current = vectors
 
     def snapshot(self) -> dict[str, Any]:
         """The trained features (the frozen model in static mode, the live one online)."""
