@@ -20,7 +20,7 @@ from reco.adapters.sqlite_catalog import SqliteCatalog
 from reco.adapters.sqlite_log import SqliteConsumer, SqliteEventLog, SqliteProducer
 from reco.adapters.sqlite_models import SqliteModelStore
 from reco.api import Recommender, routers
-from reco.api.models import ModelHolder, serve_models
+from reco.api.models import ModelHolder, TunedSettingsHolder, serve_models
 from reco.ingest import IngestService
 from reco.ingest import router as ingest_router
 from reco.loop import BatchLoop
@@ -127,8 +127,11 @@ def create_app(settings: EmbeddedSettings, engine: EmbeddedEngine | None = None)
         app.state.ingest = IngestService(eng.producer, settings, metrics)
         app.state.catalog = eng.catalog
         models = ModelHolder(eng.models, metrics)
-        app.state.recommender = Recommender(eng.store, eng.catalog, settings, metrics, models)
-        async with serve_models(models, settings.model_refresh_s):
+        tuned = TunedSettingsHolder(eng.models, metrics, settings)
+        app.state.recommender = Recommender(
+            eng.store, eng.catalog, settings, metrics, models, tuned
+        )
+        async with serve_models([models, tuned], settings.model_refresh_s):
             try:
                 yield
             finally:

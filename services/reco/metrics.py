@@ -183,6 +183,16 @@ class ApiMetrics(BackendMetrics):
             "Newer model versions that could not be loaded (the last good one stays).",
             registry=r,
         )
+        self.tuned_settings_version = Gauge(
+            "tuned_settings_version",
+            "Version of the reco tune result applied over the configured settings; 0: none.",
+            registry=r,
+        )
+        self.tuned_settings_load_failures = Counter(
+            "tuned_settings_load_failures",
+            "Newer reco tune results that could not be applied (the last good one stays).",
+            registry=r,
+        )
 
 
 class EmbeddedMetrics(IngestMetrics, ProcessorMetrics, ApiMetrics):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # fav (a shop's "add to wishlist", Taobao's fav) is accepted like a click: refusing a common
@@ -119,6 +119,13 @@ class EngineSettings(BaseSettings):
     feature_cache_size: int = Field(
         10_000, ge=0, description="Item lists an api process keeps (about 8 KB each at most)."
     )
+    tuned_settings: bool = Field(
+        True,
+        description=(
+            "Apply the newest `reco tune` result (weights and request-time caps learned from "
+            "the shop's own events) over the configured values; false: the configured ones."
+        ),
+    )
 
     @field_validator("event_weights")
     @classmethod
@@ -127,6 +134,52 @@ class EngineSettings(BaseSettings):
             if not name or weight < 0:
                 raise ValueError(f"event type {name!r} needs a name and a weight >= 0")
         return value
+
+
+TUNED_SETTINGS = "tuned-settings"
+"""The model-store kind of ``reco tune``'s results."""
+
+
+class TunedSettings(BaseModel):
+    """A ``reco tune`` result: request-time settings the api applies over its configured
+    ones. Only what a request reads is here (the features in the store do not depend on
+    it), so a replica swaps it in without a restart or a rebuild. Unset fields keep the
+    configured value; an empty document gives every configured value back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: SignalWeights | None = None
+    history_decay: float | None = Field(None, gt=0, le=1)
+    context_items: int | None = Field(None, ge=1)
+    related_per_item: int | None = Field(None, ge=1)
+    neighbour_sample: int | None = Field(None, ge=0)
+    neighbour_k: int | None = Field(None, ge=0)
+
+    def apply(self, base: EngineSettings) -> EngineSettings:
+        """``base`` with this result's values."""
+        update = {name: getattr(self, name) for name in type(self).model_fields}
+        return base.model_copy(update={k: v for k, v in update.items() if v is not None})
+
+    @classmethod
+    def between(cls, base: EngineSettings, tuned: EngineSettings) -> TunedSettings:
+        """The result that turns ``base`` into ``tuned`` (only the fields that differ)."""
+        return cls(
+            **{
+                name: getattr(tuned, name)
+                for name in cls.model_fields
+                if getattr(tuned, name) != getattr(base, name)
+            }
+        )
+
+    def describe(self) -> str:
+        """``weights.coview=0 history_decay=0.8 ...`` (empty: nothing set)."""
+        out = []
+        for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, dict):
+                out += [f"{name}.{k}={v:g}" for k, v in value.items()]
+            else:
+                out.append(f"{name}={value:g}")
+        return " ".join(out)
 
 
 # Which engine settings each role reads. The Kubernetes operator rolls a role's pods only
@@ -176,6 +229,7 @@ ROLE_SETTINGS: dict[str, frozenset[str]] = {
         "cache_size",
         "feature_cache_ttl_s",
         "feature_cache_size",
+        "tuned_settings",
         "max_batch_events",
         "max_body_bytes",
     },
@@ -342,3 +396,31 @@ class TrainSettings(StackSettings):
         None, gt=0, description="Train on the events of the last N days only; unset: all."
     )
     keep_versions: int = Field(5, ge=1, description="Model versions kept; older ones deleted.")
+
+
+class TuneSettings(TrainSettings):
+    """``reco tune``: the request-time settings searched on the shop's own events.
+
+    The events come from where ``reco train`` reads them (``data_dir`` or PostgreSQL); item
+    vectors for the embedding term are trained on each inner-train part with the training
+    settings above, as ``reco train`` would. The search starts from the settings the api
+    serves (the configured ones with the newest result over them)."""
+
+    protocol: Literal["next", "user"] = Field(
+        "next",
+        description=(
+            "next: rank each session's next item (shops); user: each user's last item among "
+            "the items they have not seen (rating logs)."
+        ),
+    )
+    test_days: float = Field(
+        7.0, gt=0, description="next protocol: the inner test part is the log's last N days."
+    )
+    folds: int = Field(
+        1, ge=1, le=5, description="next protocol: inner splits, each N days before the last."
+    )
+    budget_s: float = Field(
+        900.0,
+        gt=0,
+        description="The search ends with what it has once its next step would not fit.",
+    )

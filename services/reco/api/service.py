@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 
 from reco.api.cache import ResponseCache
-from reco.api.models import ModelHolder
+from reco.api.models import ModelHolder, TunedSettingsHolder
 from reco.api.schemas import RecommendationsOut, RecommendedItem
 from reco.catalog import Item
 from reco.embeddings import EmbeddingModel
@@ -32,12 +32,16 @@ class Recommender:
         settings: EngineSettings,
         metrics: ApiMetrics,
         models: ModelHolder | None = None,
+        tuned: TunedSettingsHolder | None = None,
     ) -> None:
         self._store = store
         self._catalog = catalog
         self._s = settings
         self._metrics = metrics
         self._models = models or ModelHolder(None, metrics)
+        # The request-time settings (weights, caps) come from here: the configured ones, or
+        # the newest reco tune result over them.
+        self._tuned = tuned or TunedSettingsHolder(None, metrics, settings)
         self._cache: ResponseCache[RecommendationsOut] = ResponseCache(
             settings.cache_size, settings.cache_ttl_s
         )
@@ -51,20 +55,21 @@ class Recommender:
         options: RuleOptions,
     ) -> RecommendationsOut:
         started = time.perf_counter()
+        s, tuned = self._tuned.settings(), self._tuned.version
         # The neighbour search is the costliest part of the read: skip it when unweighted.
-        neighbours = self._s.weights.neighbours > 0
+        neighbours = s.weights.neighbours > 0
         inputs = self._store.recommendation_inputs(
             user_id=user_id,
             session_id=session_id,
-            context_items=self._s.context_items,
-            related_per_item=self._s.related_per_item,
+            context_items=s.context_items,
+            related_per_item=s.related_per_item,
             popular=_pool(count),
             category=options.category,
-            neighbour_sample=self._s.neighbour_sample if neighbours else 0,
-            neighbour_k=self._s.neighbour_k if neighbours else 0,
+            neighbour_sample=s.neighbour_sample if neighbours else 0,
+            neighbour_k=s.neighbour_k if neighbours else 0,
         )
         model = self._models.current
-        key = ("reco", user_id, session_id, count, options, model.version if model else 0)
+        key = ("reco", user_id, session_id, count, options, model.version if model else 0, tuned)
         cached = self._cache.get(key, inputs.version)
         if cached is not None:
             self._metrics.cache_hits.inc()
@@ -74,11 +79,11 @@ class Recommender:
 
         ranked = score(
             inputs,
-            self._s.weights,
-            history_decay=self._s.history_decay,
-            context_items=self._s.context_items,
+            s.weights,
+            history_decay=s.history_decay,
+            context_items=s.context_items,
             extra={"neighbours": inputs.neighbours},
-            sourced={"embedding": self._embedding(model, inputs.context)},
+            sourced={"embedding": self._embedding(s, model, inputs.context)},
         )
         personal = bool(inputs.context)
         if not personal:
@@ -97,16 +102,18 @@ class Recommender:
         self._observe("recommendations", started)
         return response
 
-    def _embedding(self, model: EmbeddingModel | None, context: list[str]) -> Sourced:
+    @staticmethod
+    def _embedding(s: EngineSettings, model: EmbeddingModel | None, context: list[str]) -> Sourced:
         """Items near the context's vectors, when a model is loaded and weighted."""
-        if model is None or not context or self._s.weights.embedding <= 0:
+        if model is None or not context or s.weights.embedding <= 0:
             return []
-        weighted = context_weights(context, self._s.history_decay)[: self._s.context_items]
-        return model.for_context(weighted, self._s.embedding_candidates)
+        weighted = context_weights(context, s.history_decay)[: s.context_items]
+        return model.for_context(weighted, s.embedding_candidates)
 
     def similar(self, item_id: str, count: int, options: RuleOptions) -> RecommendationsOut:
         started = time.perf_counter()
-        related = self._store.related(item_id, self._s.related_per_item)
+        s = self._tuned.settings()
+        related = self._store.related(item_id, s.related_per_item)
         anchor = self._catalog.get(item_id)
         category = options.category or (anchor.category if anchor else None)
         popular = self._store.popular(_pool(count), category) or self._store.popular(_pool(count))
@@ -116,7 +123,7 @@ class Recommender:
             if model is not None
             else []
         )
-        ranked = similar(related, popular, self._s.weights, item_id, near)
+        ranked = similar(related, popular, s.weights, item_id, near)
         chosen, items = self._apply_rules(
             ranked, count, options, seen=(), purchased=(), exclude={item_id}
         )
