@@ -39,6 +39,7 @@ from reco.settings import (
     IngestSettings,
     ProcessorSettings,
     TrainSettings,
+    TuneSettings,
 )
 from reco.validation import echo
 
@@ -59,6 +60,8 @@ BACKEND_SETTINGS = "RECO_KAFKA_BOOTSTRAP, RECO_REDIS_URL or RECO_DATABASE_URL"
 FLAGS = {
     "host": "--host", "port": "--port", "data_dir": "--data-dir", "algorithm": "--algorithm",
     "dim": "--dim", "epochs": "--epochs", "since_days": "--since-days",
+    "protocol": "--protocol", "test_days": "--test-days", "folds": "--folds",
+    "budget_s": "--budget-s",
 }  # fmt: skip
 
 
@@ -100,9 +103,10 @@ def _named_errors() -> tuple[type[Exception], ...]:
     imported once one of them is raised."""
     from reco.embeddings.training import TrainingDependencyMissing
     from reco.train import NothingToTrain
+    from reco.tune import NothingToTune
 
     return (RecoError, ValidationError, SettingsError, OSError, TrainingDependencyMissing,
-            NothingToTrain)  # fmt: skip
+            NothingToTrain, NothingToTune)  # fmt: skip
 
 
 def _bad_settings(exc: ValidationError) -> str:
@@ -204,6 +208,32 @@ def _parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     from reco.datasets import FORMATS
+
+    tune = sub.add_parser(
+        "tune",
+        help="learn the scoring weights from the shop's own events; publish them for the api",
+    )
+    tune.add_argument(
+        "--data-dir", type=Path, help="tune on embedded mode's data directory (else PostgreSQL)"
+    )
+    tune.add_argument(
+        "--events", type=Path, help="search on this file instead of the archive (with --format)"
+    )
+    tune.add_argument("--format", choices=sorted(FORMATS), help="the format of --events")
+    tune.add_argument(
+        "--protocol",
+        choices=["next", "user"],
+        help="next: each session's next item (default); user: each user's last item",
+    )
+    tune.add_argument("--test-days", type=float, help="inner test part: the last N days (7)")
+    tune.add_argument("--folds", type=int, help="inner splits, each N days earlier (1)")
+    tune.add_argument("--since-days", type=float, help="only the last N days of events")
+    tune.add_argument("--budget-s", type=float, help="seconds the search may take (900)")
+    tune.add_argument("--dry-run", action="store_true", help="search and report; publish nothing")
+    tune.add_argument(
+        "--clear", action="store_true", help="publish an empty result: the configured settings"
+    )
+    tune.set_defaults(run=_tune)
 
     replay = sub.add_parser("replay", help="send a dataset's events to a running engine")
     replay.add_argument("file", type=Path)
@@ -396,6 +426,32 @@ def _train(args: argparse.Namespace) -> int:
         "version": v.version, "kind": v.kind, "size_bytes": v.size_bytes,
         "params": v.params, "metrics": v.metrics, "pruned": report.pruned,
     }).decode())  # fmt: skip
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    import orjson
+
+    from reco import tune
+
+    flags = {
+        "data_dir": args.data_dir, "protocol": args.protocol, "test_days": args.test_days,
+        "folds": args.folds, "since_days": args.since_days, "budget_s": args.budget_s,
+    }  # fmt: skip
+    settings = TuneSettings(**{k: v for k, v in flags.items() if v is not None})
+    if args.clear:
+        version = tune.clear(settings)
+        print(orjson.dumps({"cleared": True, "version": version.version}).decode())
+        return 0
+    if (args.events is None) != (args.format is None):
+        raise ConfigError("--events and --format go together: give both, or neither")
+    events = None
+    if args.events is not None:
+        from reco.evaluation.data import load
+
+        events = load(args.events, args.format, settings, prefix="f").events
+    report = tune.run(settings, events=events, dry_run=args.dry_run)
+    print(orjson.dumps(report.as_dict()).decode())
     return 0
 
 
