@@ -33,7 +33,7 @@ SERVERS: dict[str, type[HttpSettings]] = {
     "archiver": ArchiverSettings,
     "api": ApiSettings,
 }
-ONE_SHOT = {"train", "rebuild", "replay", "eval"}
+ONE_SHOT = {"train", "tune", "rebuild", "replay", "eval"}
 
 
 def command_line() -> list[str]:

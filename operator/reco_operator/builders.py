@@ -127,6 +127,19 @@ def role_settings_env(engine: Engine, role: str) -> dict[str, str]:
     return {f"RECO_{k.upper()}": env[f"RECO_{k.upper()}"] for k in sorted(ROLE_SETTINGS[role])}
 
 
+TUNE_READS = ("processor", "api")
+"""``reco tune`` trains its inner store as the processor builds features and starts its
+search from the weights the api serves: it reads the settings of both."""
+
+
+def tune_settings_env(engine: Engine) -> dict[str, str]:
+    """The engine settings ``reco tune`` reads: the processor's and the api's, once each."""
+    env: dict[str, str] = {}
+    for role in TUNE_READS:
+        env.update(role_settings_env(engine, role))
+    return dict(sorted(env.items()))
+
+
 # -- Secrets ------------------------------------------------------------------------------------
 
 
@@ -177,11 +190,17 @@ def _training_refs(spec: RecoEngineSpec) -> list[SecretKeyRef]:
 
 
 def config_hash(engine: Engine, role: str) -> str:
-    """``role`` is one of ROLES, or ``train`` for the CronJob."""
-    training = role == "train"
-    refs = _training_refs(engine.spec) if training else secret_refs(engine.spec, role)
+    """``role`` is one of ROLES, or ``train`` / ``tune`` for the CronJobs."""
+    one_shot = role in ("train", "tune")
+    refs = _training_refs(engine.spec) if one_shot else secret_refs(engine.spec, role)
+    if role == "train":
+        settings: dict[str, str] = {}
+    elif role == "tune":
+        settings = tune_settings_env(engine)
+    else:
+        settings = role_settings_env(engine, role)
     payload = {
-        "settings": {} if training else role_settings_env(engine, role),
+        "settings": settings,
         "secrets": {
             f"{r.name}/{r.key}": engine.secrets.get(r.name, {}).get(r.key, "") for r in refs
         },
@@ -433,22 +452,87 @@ def training_cron_job(engine: Engine) -> Manifest:
     spec = engine.spec
     training = spec.training
     assert training is not None
-    volumes, mounts = _volumes(spec)
     args = ["train", "--algorithm", training.algorithm]
     if training.since_days is not None:
         args += ["--since-days", repr(training.since_days)]
+    env = [
+        {"name": "RECO_LOG_FORMAT", "value": "json"},
+        _secret_env("RECO_DATABASE_URL", spec.postgres.url_secret_ref),
+        # gensim and implicit write their caches under HOME.
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    return _cron_job(
+        engine,
+        "train",
+        args=args,
+        env=env,
+        schedule=training.schedule,
+        suspend=training.suspend,
+        resources=training.resources,
+        active_deadline_seconds=training.active_deadline_seconds,
+    )
+
+
+def tune_cron_job(engine: Engine) -> Manifest:
+    """``reco tune`` on a schedule: it reads the archive as ``reco train`` does, and the
+    settings the processor builds features with and the api serves with (its search starts
+    from them); it publishes a settings override the api replicas load like a model."""
+    spec = engine.spec
+    assert spec.training is not None
+    tune = spec.training.tune
+    assert tune is not None
+    args = [
+        "tune",
+        "--protocol", tune.protocol,
+        "--test-days", repr(tune.test_days),
+        "--budget-s", str(tune.budget_seconds),
+    ]  # fmt: skip
+    if tune.since_days is not None:
+        args += ["--since-days", repr(tune.since_days)]
+    env = [
+        {"name": "RECO_LOG_FORMAT", "value": "json"},
+        _secret_env("RECO_DATABASE_URL", spec.postgres.url_secret_ref),
+        {"name": "HOME", "value": "/tmp"},
+        # The item vectors of the embedding term are trained as reco train trains them.
+        {"name": "RECO_ALGORITHM", "value": spec.training.algorithm},
+    ]
+    env += [{"name": k, "value": v} for k, v in tune_settings_env(engine).items()]
+    return _cron_job(
+        engine,
+        "tune",
+        args=args,
+        env=env,
+        schedule=tune.schedule,
+        suspend=tune.suspend,
+        resources=tune.resources,
+        active_deadline_seconds=tune.active_deadline_seconds,
+    )
+
+
+def _cron_job(
+    engine: Engine,
+    part: str,
+    *,
+    args: list[str],
+    env: list[dict[str, Any]],
+    schedule: str,
+    suspend: bool,
+    resources: BaseModel,
+    active_deadline_seconds: int,
+) -> Manifest:
+    """A one-shot command of the engine on a schedule, never two runs at once, on the nodes
+    ``spec.training`` selects."""
+    spec = engine.spec
+    training = spec.training
+    assert training is not None
+    volumes, mounts = _volumes(spec)
     container: dict[str, Any] = {
-        "name": "train",
+        "name": part,
         "image": spec.image.reference,
         "imagePullPolicy": spec.image.pull_policy,
         "args": args,
-        "env": [
-            {"name": "RECO_LOG_FORMAT", "value": "json"},
-            _secret_env("RECO_DATABASE_URL", spec.postgres.url_secret_ref),
-            # gensim and implicit write their caches under HOME.
-            {"name": "HOME", "value": "/tmp"},
-        ],
-        "resources": training.resources.model_dump(by_alias=True, exclude_defaults=True),
+        "env": env,
+        "resources": resources.model_dump(by_alias=True, exclude_defaults=True),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
@@ -463,24 +547,24 @@ def training_cron_job(engine: Engine) -> Manifest:
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": _metadata(engine, child_name(engine, "train"), "train"),
+        "metadata": _metadata(engine, child_name(engine, part), part),
         "spec": {
-            "schedule": training.schedule,
+            "schedule": schedule,
             "timeZone": "Etc/UTC",
-            "suspend": training.suspend,
-            # Two trainings at once would publish versions out of order.
+            "suspend": suspend,
+            # Two trainings (or two searches) at once would publish versions out of order.
             "concurrencyPolicy": "Forbid",
             "successfulJobsHistoryLimit": 3,
             "failedJobsHistoryLimit": 3,
             "jobTemplate": {
-                "metadata": {"labels": labels(engine, "train")},
+                "metadata": {"labels": labels(engine, part)},
                 "spec": {
                     "backoffLimit": 2,
-                    "activeDeadlineSeconds": training.active_deadline_seconds,
+                    "activeDeadlineSeconds": active_deadline_seconds,
                     "template": {
                         "metadata": {
-                            "labels": labels(engine, "train"),
-                            "annotations": {CONFIG_HASH: config_hash(engine, "train")},
+                            "labels": labels(engine, part),
+                            "annotations": {CONFIG_HASH: config_hash(engine, part)},
                         },
                         "spec": pod,
                     },
@@ -552,6 +636,8 @@ def children(engine: Engine) -> list[Manifest]:
             out.append(pod_disruption_budget(engine, role))
     if spec.training is not None:
         out.append(training_cron_job(engine))
+        if spec.training.tune is not None:
+            out.append(tune_cron_job(engine))
     monitor = spec.monitoring.service_monitor.enabled
     if monitor or (monitor is None and engine.service_monitor_crd):
         out.append(service_monitor(engine))

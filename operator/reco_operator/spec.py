@@ -16,7 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from reco import __version__
@@ -215,6 +222,58 @@ class ApiSpec(ComponentSpec):
     replicas: int = Field(2, ge=0, le=1000, description="Pods of the api (stateless).")
 
 
+_TUNE_DEADLINE = (
+    "activeDeadlineSeconds must be greater than budgetSeconds: the Job would be killed "
+    "before the search ends, and a search that does not end publishes nothing"
+)
+
+
+class TuneSpec(CamelModel):
+    """A CronJob running ``reco tune``: the request-time scoring weights searched on the
+    shop's own archive (an inner time split), published as a settings override the api
+    replicas load like a model."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("self.activeDeadlineSeconds > self.budgetSeconds", _TUNE_DEADLINE),
+        )
+    )
+
+    schedule: str = Field("30 3 * * *", min_length=9, description="Cron schedule (UTC).")
+    suspend: bool = False
+    protocol: Literal["next", "user"] = Field(
+        "next",
+        description=(
+            "next: the next item within sessions (shops); user: each user's last event "
+            "left out (rating logs)."
+        ),
+    )
+    test_days: float = Field(
+        7.0, gt=0, description="The inner test window: sessions ending in the last N days."
+    )
+    since_days: float | None = Field(None, gt=0, description="Search on the last N days only.")
+    budget_seconds: int = Field(
+        900,
+        ge=60,
+        description="The search stops before a step that would end after this many seconds.",
+    )
+    active_deadline_seconds: int = Field(
+        3600,
+        ge=120,
+        description=(
+            "A run still going after this is stopped (publishing nothing); must exceed "
+            "budgetSeconds."
+        ),
+    )
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+
+    @model_validator(mode="after")
+    def _deadline_after_budget(self) -> TuneSpec:
+        if self.active_deadline_seconds <= self.budget_seconds:
+            raise ValueError(_TUNE_DEADLINE)
+        return self
+
+
 class TrainingSpec(CamelModel):
     """A CronJob running ``reco train``: item vectors from the archive, a new model version."""
 
@@ -227,6 +286,14 @@ class TrainingSpec(CamelModel):
     tolerations: list[Toleration] = Field(default_factory=list)
     active_deadline_seconds: int = Field(
         3600, ge=60, description="A training run still going after this is stopped."
+    )
+    tune: TuneSpec | None = Field(
+        None,
+        description=(
+            "Set to run `reco tune` on a schedule (a second CronJob, <name>-tune): it searches "
+            "the scoring weights on the archive and publishes them as a settings override the "
+            "api replicas pick up. Its pods use this block's nodeSelector and tolerations."
+        ),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from reco_operator.builders import (
     deployment,
     engine_env,
     missing_secrets,
+    role_settings_env,
+    tune_cron_job,
 )
 from reco_operator.spec import ROLES, parse_spec
 from reco_operator.status import Problem, Replicas, conditions, replicas_of
@@ -157,6 +160,110 @@ def test_training_monitoring_and_network_policies_when_asked() -> None:
     (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["train", "--algorithm", "als", "--since-days", "30.0"]
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+
+
+def _tune_container(engine: Engine) -> dict[str, Any]:
+    cron = tune_cron_job(engine)
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _tune_hash(engine: Engine) -> str:
+    template = tune_cron_job(engine)["spec"]["jobTemplate"]["spec"]["template"]
+    value: str = template["metadata"]["annotations"][CONFIG_HASH]
+    return value
+
+
+def test_tune_runs_reco_tune_on_its_schedule_one_search_at_a_time() -> None:
+    training = {
+        "nodeSelector": {"pool": "batch"},
+        "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+        "tune": {
+            "schedule": "0 5 * * *",
+            "protocol": "user",
+            "testDays": 3.5,
+            "budgetSeconds": 1200,
+            "activeDeadlineSeconds": 1800,
+            "resources": {"requests": {"cpu": "2"}},
+        },
+    }
+    engine = _engine({"training": training})
+    assert _by_kind(children(engine))["CronJob"] == ["shop-train", "shop-tune"]
+    cron = tune_cron_job(engine)
+    assert cron["metadata"]["name"] == "shop-tune"
+    assert cron["metadata"]["labels"]["app.kubernetes.io/component"] == "tune"
+    assert cron["spec"]["schedule"] == "0 5 * * *"
+    assert cron["spec"]["suspend"] is False
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid", "two searches would publish out of order"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["activeDeadlineSeconds"] == 1800
+    pod = job["template"]["spec"]
+    assert job["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "tune"
+    assert pod["restartPolicy"] == "Never"
+    assert pod["nodeSelector"] == {"pool": "batch"}, "the training block's scheduling"
+    assert pod["tolerations"] == [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["args"] == [
+        "tune", "--protocol", "user", "--test-days", "3.5", "--budget-s", "1200"
+    ]  # fmt: skip
+    assert container["resources"] == {"requests": {"cpu": "2"}}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+    defaults = _engine({"training": {"tune": {"sinceDays": 30}}})
+    assert _tune_container(defaults)["args"] == [
+        "tune", "--protocol", "next", "--test-days", "7.0", "--budget-s", "900",
+        "--since-days", "30.0",
+    ]  # fmt: skip
+    cron = tune_cron_job(defaults)
+    assert cron["spec"]["schedule"] == "30 3 * * *"
+    assert cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 3600
+
+
+def test_no_tune_cron_job_without_its_block() -> None:
+    assert "CronJob" not in _by_kind(children(_engine()))
+    assert _by_kind(children(_engine({"training": {}})))["CronJob"] == ["shop-train"]
+
+
+def test_tune_reads_the_archive_and_the_settings_of_the_api_and_the_processor() -> None:
+    engine = _engine(
+        {
+            "training": {"algorithm": "item2vec", "tune": {}},
+            "engine": {"weights": {"coview": 2}, "eventWeights": {"view": 1, "buy": 9}},
+        }
+    )
+    env = _tune_container(engine)["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names)), "each variable once"
+    by_name = {e["name"]: e for e in env}
+    assert by_name["RECO_DATABASE_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "backends", "key": "database-url"}
+    }
+    assert by_name["RECO_LOG_FORMAT"]["value"] == "json"
+    assert by_name["HOME"]["value"] == "/tmp"
+    assert by_name["RECO_ALGORITHM"]["value"] == "item2vec", "vectors trained as reco train does"
+    assert "RECO_REDIS_URL" not in by_name
+    assert json.loads(by_name["RECO_WEIGHTS"]["value"])["coview"] == 2.0, "the api's weights"
+    assert json.loads(by_name["RECO_EVENT_WEIGHTS"]["value"]) == {"view": 1.0, "buy": 9.0}
+    config = engine_env(engine.spec)
+    for role in ("api", "processor"):
+        for name, value in role_settings_env(engine, role).items():
+            assert by_name[name]["value"] == value == config[name], (role, name)
+    assert "RECO_MAX_FUTURE_SKEW_S" not in by_name, "ingest's own setting"
+
+
+def test_the_tune_job_rolls_with_the_settings_and_the_secret_it_reads() -> None:
+    base = _engine({"training": {"tune": {}}})
+    weights = _engine({"training": {"tune": {}}, "engine": {"weights": {"coview": 2.0}}})
+    types = _engine({"training": {"tune": {}}, "engine": {"eventWeights": {"view": 1, "b": 2}}})
+    skew = _engine({"training": {"tune": {}}, "engine": {"maxFutureSkewSeconds": 60}})
+    rotated = {"backends": {**SECRETS["backends"], "database-url": "postgresql://v@p/db"}}
+    assert _tune_hash(weights) != _tune_hash(base), "the api's weights: where the search starts"
+    assert _tune_hash(types) != _tune_hash(base), "the processor's event weights"
+    assert _tune_hash(_engine({"training": {"tune": {}}}, secrets=rotated)) != _tune_hash(base)
+    assert _tune_hash(skew) == _tune_hash(base), "ingest's setting is not the search's"
+    assert config_hash(base, "tune") == _tune_hash(base)
 
 
 def test_a_service_monitor_follows_its_crd_unless_the_spec_says() -> None:

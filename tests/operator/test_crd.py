@@ -71,6 +71,17 @@ def test_every_engine_setting_is_read_by_some_role() -> None:
     assert set().union(*ROLE_SETTINGS.values()) == set(EngineSettings.model_fields)
 
 
+def test_the_tune_block_is_optional_and_its_deadline_must_outlast_its_budget() -> None:
+    training = _schema()["properties"]["spec"]["properties"]["training"]
+    tune = training["properties"]["tune"]
+    assert "default" not in tune, "absent: no tune CronJob"
+    (rule,) = tune["x-kubernetes-validations"]
+    assert rule["rule"] == "self.activeDeadlineSeconds > self.budgetSeconds"
+    assert "publishes nothing" in rule["message"]
+    assert tune["properties"]["budgetSeconds"]["default"] == 900
+    assert tune["properties"]["activeDeadlineSeconds"]["default"] == 3600
+
+
 def test_the_sample_specs_parse() -> None:
     for sample in sorted((REPO / "manifests" / "samples").glob("*.yaml")):
         for document in yaml.safe_load_all(sample.read_text()):
@@ -86,6 +97,16 @@ def test_the_sample_specs_parse() -> None:
         ({"engine": {"colour": 1}}, "unknown settings colour"),
         ({"ingest": {"replicas": -1}}, "spec.ingest.replicas"),
         ({"kafka": {"bootstrapServers": ""}}, "spec.kafka.bootstrapServers"),
+        (
+            {"training": {"tune": {"budgetSeconds": 3600}}},
+            "spec.training.tune: .*killed before the search ends",
+        ),
+        (
+            {"training": {"tune": {"activeDeadlineSeconds": 600}}},
+            "spec.training.tune: .*activeDeadlineSeconds must be greater than budgetSeconds",
+        ),
+        ({"training": {"tune": {"protocol": "session"}}}, "spec.training.tune.protocol"),
+        ({"training": {"tune": {"testDays": 0}}}, "spec.training.tune.testDays"),
     ],
 )
 def test_a_spec_the_engine_would_refuse_names_the_field(

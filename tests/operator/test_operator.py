@@ -157,10 +157,18 @@ def test_children_go_when_the_spec_or_the_recoengine_does(
     engines: Engines, operator: OperatorProcess
 ) -> None:
     engines.create_secret()
-    engines.apply(engines.manifest(training={"schedule": "0 4 * * *"}))
+    tune = {"protocol": "user", "budgetSeconds": 600, "activeDeadlineSeconds": 900}
+    engines.apply(engines.manifest(training={"schedule": "0 4 * * *", "tune": tune}))
     engines.wait_ready()
-    assert engines.names("cronjobs") == {"shop-train"}
+    assert engines.names("cronjobs") == {"shop-train", "shop-tune"}
+    cron = engines.get("cronjob", "shop-tune")
+    assert cron is not None
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:3] == ["tune", "--protocol", "user"]
 
+    engines.apply(engines.manifest(training={"schedule": "0 4 * * *"}))  # tune off
+    wait_until(lambda: engines.names("cronjobs") == {"shop-train"}, 60, 0.5)
     engines.apply(engines.manifest())  # training off: the CronJob goes, nothing else
     wait_until(lambda: not engines.names("cronjobs"), 60, 0.5)
     wait_until(lambda: "Deleted" in {e["reason"] for e in engines.events()}, 30, 0.5)
@@ -185,6 +193,9 @@ def test_a_spec_that_can_never_work_is_refused_with_the_rule_s_message(engines: 
         ),
         "minReplicas must be <= maxReplicas": engines.manifest(
             autoscaling={"api": {"minReplicas": 5, "maxReplicas": 2}}
+        ),
+        "the Job would be killed before the search ends": engines.manifest(
+            training={"tune": {"budgetSeconds": 3600}}  # the deadline's default: 3600
         ),
     }
     for message, body in refusals.items():
