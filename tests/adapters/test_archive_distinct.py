@@ -147,3 +147,40 @@ def test_the_embedded_log_skips_undecodable_records_without_merging_them(tmp_pat
     producer.close()
 
     assert [(e, c) for _, e, c in log.iter_distinct_events()] == [(e, 1) for e in events]
+
+
+def test_tune_searches_the_archive_and_publishes_next_to_the_models(source: Source) -> None:
+    """``reco tune`` reads the same events as ``reco train`` (a re-sent copy once) and
+    publishes its result in the same model store, where the api looks for it."""
+    import time
+
+    from reco import tune
+    from reco.settings import TUNED_SETTINGS, SignalWeights, TuneSettings
+    from tests.support.shops import ring_walks
+
+    day = 86400.0
+    rows = ring_walks(240, start=time.time() - 21 * day, every_s=20 * day / 240)
+    events = [
+        Event(r["event_id"], r["user_id"], r["item_id"], r["type"], r["timestamp"],
+              r["timestamp"], r["session_id"])
+        for r in rows
+    ]  # fmt: skip
+    source.write(events)
+    source.write(events[-10:])  # a retried request: its copies count once
+    settings = TuneSettings(
+        **source.settings.model_dump(include={"data_dir", "database_url"}),
+        weights=SignalWeights(sequence=0, neighbours=0),
+        test_days=3,
+    )
+
+    report = tune.run(settings)
+
+    assert report.published is not None
+    assert report.changed["weights.sequence"][1] > 0
+    models = tune.open_models(settings)
+    try:
+        latest = models.latest(TUNED_SETTINGS)
+        assert latest == report.published
+        assert latest.metrics["predictions"] == report.predictions > 0
+    finally:
+        models.close()
