@@ -38,11 +38,13 @@ class Candidate:
     """Per signal, the context item that contributed most (the "because of")."""
 
     def reasons(self) -> list[tuple[str, str | None]]:
-        """``(signal, source item)`` of the signals that carry the score, strongest first."""
-        if self.score <= 0:
+        """``(signal, source item)`` of the signals that carry the weighted sum, strongest
+        first (also when a ranker gave the item another score)."""
+        total = sum(self.signals.values())
+        if total <= 0:
             return [("popularity", None)]
         ranked = sorted(self.signals.items(), key=lambda kv: kv[1], reverse=True)
-        out = [(s, self.sources.get(s)) for s, v in ranked if v >= REASON_SHARE * self.score]
+        out = [(s, self.sources.get(s)) for s, v in ranked if v >= REASON_SHARE * total]
         return out or [(ranked[0][0], self.sources.get(ranked[0][0]))]
 
 
@@ -145,7 +147,7 @@ def rank(acc: _Accumulator, weights: SignalWeights, *, drop: Collection[str] = (
     # keeps the id order among equal scores) instead of one on a tuple built per candidate.
     order = sorted(totals)
     order.sort(key=totals.__getitem__, reverse=True)
-    return Ranked(order, totals, parts, acc.best)
+    return Ranked(order, totals, parts, acc.best, acc.raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,12 +170,31 @@ class Ranked(Sequence[Candidate]):
         totals: dict[str, float],
         parts: list[_Part],
         best: dict[str, dict[str, tuple[float, str]]],
+        raw: dict[str, dict[str, float]] | None = None,
     ) -> None:
         self._order = order
         self._totals = totals
         self._parts = parts
         self._best = best
+        self.raw = raw or {}
+        """Each signal's raw values per candidate, weighted or not (the ranker's features)."""
         self._built: dict[int, Candidate] = {}
+
+    @property
+    def order(self) -> list[str]:
+        """The candidates' ids in rank order."""
+        return self._order
+
+    @property
+    def totals(self) -> dict[str, float]:
+        """The hybrid score of each candidate."""
+        return self._totals
+
+    def reranked(self, order: list[str], scores: Sequence[float]) -> Ranked:
+        """Some of these candidates, in ``order``, scored ``scores`` (non-increasing) by
+        another model (the ranker); each keeps the signals and sources of its reasons."""
+        totals = dict(zip(order, scores, strict=True))
+        return Ranked(list(order), totals, self._parts, self._best, self.raw)
 
     def __len__(self) -> int:
         return len(self._order)

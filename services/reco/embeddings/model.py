@@ -13,16 +13,40 @@ read with ``allow_pickle=False``: loading a model never executes code from the d
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import io
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from usearch.index import Index
 
-from reco.ports import Scored
+
+def _load_lightgbm_first() -> None:
+    """Load LightGBM's library (the ``ranker`` extra), when installed, before usearch.
+
+    usearch's module links its own libstdc++ statically and exports its GNU-unique symbols
+    (``std::num_put``'s locale id among them), which bind process-wide for whatever loads
+    later: a LightGBM loaded after it formats integers as "" and refuses its own feature
+    names ("Feature (Column_) appears more than one time"; lightgbm 4.7.0, usearch 2.26.6).
+    Loading the library alone costs ~4 ms (importing the package, ~230 ms).
+    """
+    spec = importlib.util.find_spec("lightgbm")
+    if spec is None or spec.origin is None:
+        return
+    library = Path(spec.origin).parent / "lib" / "lib_lightgbm.so"
+    if library.exists():
+        ctypes.CDLL(str(library))
+
+
+_load_lightgbm_first()
+
+from usearch.index import Index  # noqa: E402
+
+from reco.ports import Scored  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,128 @@
+"""The ranker's pieces: the features of each candidate (one function for training and
+serving), the model's artifact, and the reranking the api applies (LightGBM, trained here
+on examples whose best order is known)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reco.ports import RecoInputs, Related
+from reco.ranking.features import FEATURES, candidate_features
+from reco.ranking.model import RankerModel
+from reco.ranking.training import Examples, RankerParams, TooFewExamples, fit
+from reco.scoring import Ranked, score
+from reco.settings import SignalWeights
+
+pytestmark = pytest.mark.unit
+
+
+def _ranked() -> tuple[list[str], Ranked]:
+    inputs = RecoInputs(
+        context=["b", "a"],  # b the most recent
+        purchases=[],
+        related={
+            "b": Related(coview=[("x", 4.0), ("y", 2.0), ("a", 1.0)], sequence=[("y", 3.0)]),
+            "a": Related(coview=[("x", 2.0)]),
+        },
+        popular=[("z", 10.0), ("x", 5.0)],
+    )
+    ranked = score(inputs, SignalWeights(recency=0.5), history_decay=0.5, context_items=10)
+    return inputs.context, ranked
+
+
+def column(name: str) -> int:
+    return FEATURES.index(name)
+
+
+def test_each_candidate_gets_its_signals_values_ranks_and_context() -> None:
+    context, ranked = _ranked()
+    items, features = candidate_features(ranked, context, candidates=50)
+
+    assert items == ranked.order
+    assert features.shape == (len(items), len(FEATURES))
+    row = {item: features[i] for i, item in enumerate(items)}
+    # co-view: b's list over its head (weight 1) plus a's (weight 0.5): x 1 + 0.5, y 0.5.
+    assert row["x"][column("coview")] == pytest.approx(1.0)
+    assert row["y"][column("coview")] == pytest.approx(0.5 / 1.5)
+    assert row["x"][column("coview_rank")] == 1.0
+    assert row["y"][column("coview_rank")] == pytest.approx(1 / 2)
+    assert row["y"][column("sequence")] == 1.0
+    assert row["x"][column("sequence")] == 0.0, "not proposed by the sequence signal"
+    assert row["z"][column("popularity")] == 1.0
+    assert row["x"][column("popularity")] == pytest.approx(0.5)
+    assert row["x"][column("signals")] == 2, "co-view and popularity"
+    assert row["z"][column("signals")] == 1
+    assert row["a"][column("seen")] == 1.0
+    assert row["a"][column("seen_recency")] == pytest.approx(1 / 2), "second most recent"
+    assert row["x"][column("seen")] == 0.0
+    assert all(r[column("context_len")] == 2 for r in features)
+    assert features[0][column("score")] == 1.0
+    assert features[0][column("score_rank")] == 1.0
+    assert features[1][column("score_rank")] == pytest.approx(1 / 2)
+
+
+def test_only_the_first_candidates_are_featurised() -> None:
+    context, ranked = _ranked()
+    items, features = candidate_features(ranked, context, candidates=2)
+    assert items == ranked.order[:2]
+    assert features.shape == (2, len(FEATURES))
+
+
+def _examples(groups: int, seed: int = 0) -> Examples:
+    """Requests of 20 candidates in which the clicked one is the candidate seen most
+    recently (``seen_recency`` highest), wherever the weighted sum put it."""
+    rng = np.random.default_rng(seed)
+    out = Examples()
+    for _ in range(groups):
+        features = rng.random((20, len(FEATURES))).astype(np.float32)
+        labels = np.zeros(20, dtype=np.int32)
+        labels[int(np.argmax(features[:, column("seen_recency")]))] = 1
+        out.features.append(features)
+        out.labels.append(labels)
+    out.requests = groups
+    return out
+
+
+def test_the_model_learns_a_known_order_and_survives_its_artifact() -> None:
+    model, metrics = fit(_examples(400), RankerParams(min_data_in_leaf=5))
+
+    assert metrics["valid_ndcg20_ranker"] > metrics["valid_ndcg20_weighted_sum"] + 0.2
+    assert metrics["importance"]["seen_recency"] == max(metrics["importance"].values())
+    again = RankerModel.from_bytes(model.to_bytes(), version=3)
+    assert again.version == 3
+    assert again.candidates == model.candidates
+    probe = _examples(5, seed=1).features
+    for features in probe:
+        assert np.array_equal(again.scores(features), model.scores(features))
+
+
+def test_reranking_keeps_reasons_and_gives_decreasing_positive_scores() -> None:
+    model, _ = fit(_examples(400), RankerParams(min_data_in_leaf=5))
+    context, ranked = _ranked()
+
+    reranked = model.rerank(ranked, context)
+
+    scores = [c.score for c in reranked]
+    assert scores == sorted(scores, reverse=True)
+    assert min(scores) > 0
+    assert {c.item_id for c in reranked} == set(ranked.order)
+    before = {c.item_id: c.reasons() for c in ranked}
+    assert {c.item_id: c.reasons() for c in reranked} == before
+    # The model learnt "the most recently seen first": b, the context's latest item.
+    assert reranked[0].item_id == "b"
+    assert ranked[0].item_id != "b", "the weighted sum put it elsewhere"
+
+
+def test_an_artifact_of_other_features_is_refused() -> None:
+    model, _ = fit(_examples(100), RankerParams(min_data_in_leaf=5))
+    _, _, body = model.to_bytes().partition(b"\n")
+    with pytest.raises(ValueError, match="other features"):
+        RankerModel.from_bytes(b'{"features": ["coview"], "candidates": 5}\n' + body, 1)
+    with pytest.raises(ValueError, match="not a ranker"):
+        RankerModel.from_bytes(b"garbage", 1)
+
+
+def test_too_few_examples_say_what_to_do() -> None:
+    with pytest.raises(TooFewExamples, match="more sessions"):
+        fit(_examples(10), RankerParams())
