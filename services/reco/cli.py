@@ -102,11 +102,13 @@ def _named_errors() -> tuple[type[Exception], ...]:
     """What ``explain`` words; named errors of modules that only some commands import are
     imported once one of them is raised."""
     from reco.embeddings.training import TrainingDependencyMissing
+    from reco.ranking.model import RankerDependencyMissing
+    from reco.ranking.training import TooFewExamples
     from reco.train import NothingToTrain
     from reco.tune import NothingToTune
 
     return (RecoError, ValidationError, SettingsError, OSError, TrainingDependencyMissing,
-            NothingToTrain, NothingToTune)  # fmt: skip
+            NothingToTrain, NothingToTune, TooFewExamples, RankerDependencyMissing)  # fmt: skip
 
 
 def _bad_settings(exc: ValidationError) -> str:
@@ -205,6 +207,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--dim", type=int, help="vector dimensions (RECO_DIM, default 64)")
     train.add_argument("--epochs", type=int, help="passes over the events (RECO_EPOCHS)")
     train.add_argument("--since-days", type=float, help="only the last N days of events")
+    train.add_argument(
+        "--ranker",
+        action="store_true",
+        help="learn the ranker (LambdaRank over each candidate's features) instead of vectors",
+    )
     train.set_defaults(run=_train)
 
     from reco.datasets import FORMATS
@@ -271,6 +278,11 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         choices=["auto", "none", "item2vec", "als"],
         help="train item vectors on T first (auto: ALS if RECO_WEIGHTS__EMBEDDING > 0)",
+    )
+    ev.add_argument(
+        "--ranker",
+        action="store_true",
+        help="also the engine with a ranker trained on the training part (engine+ranker)",
     )
     ev.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
@@ -414,13 +426,14 @@ def _rebuild(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import orjson
 
-    from reco.train import run
+    from reco.train import run, run_ranker
 
     flags = {
         "data_dir": args.data_dir, "algorithm": args.algorithm, "dim": args.dim,
         "epochs": args.epochs, "since_days": args.since_days,
     }  # fmt: skip
-    report = run(TrainSettings(**{k: v for k, v in flags.items() if v is not None}))
+    settings = TrainSettings(**{k: v for k, v in flags.items() if v is not None})
+    report = (run_ranker if args.ranker else run)(settings)
     v = report.version
     print(orjson.dumps({
         "version": v.version, "kind": v.kind, "size_bytes": v.size_bytes,
@@ -527,7 +540,7 @@ def _eval(args: argparse.Namespace) -> int:
     config = EvalConfig(
         train=args.train, fmt=args.format, test=args.test, split_days=args.split_days,
         protocol=args.protocol, mode=args.mode, k=args.k, baselines=names, seed=args.seed,
-        target=args.target, unit=args.unit, embeddings=args.embeddings,
+        target=args.target, unit=args.unit, embeddings=args.embeddings, ranker=args.ranker,
     )  # fmt: skip
     result = run(config)
     if args.plot:

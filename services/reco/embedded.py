@@ -20,7 +20,7 @@ from reco.adapters.sqlite_catalog import SqliteCatalog
 from reco.adapters.sqlite_log import SqliteConsumer, SqliteEventLog, SqliteProducer
 from reco.adapters.sqlite_models import SqliteModelStore
 from reco.api import Recommender, routers
-from reco.api.models import ModelHolder, TunedSettingsHolder, serve_models
+from reco.api.models import ModelHolder, RankerHolder, TunedSettingsHolder, serve_models
 from reco.ingest import IngestService
 from reco.ingest import router as ingest_router
 from reco.loop import BatchLoop
@@ -128,10 +128,11 @@ def create_app(settings: EmbeddedSettings, engine: EmbeddedEngine | None = None)
         app.state.catalog = eng.catalog
         models = ModelHolder(eng.models, metrics)
         tuned = TunedSettingsHolder(eng.models, metrics, settings)
+        ranker = RankerHolder(eng.models, metrics, settings.use_ranker)
         app.state.recommender = Recommender(
-            eng.store, eng.catalog, settings, metrics, models, tuned
+            eng.store, eng.catalog, settings, metrics, models, tuned, ranker
         )
-        async with serve_models([models, tuned], settings.model_refresh_s):
+        async with serve_models([models, tuned, ranker], settings.model_refresh_s):
             try:
                 yield
             finally:

@@ -183,6 +183,16 @@ class ApiMetrics(BackendMetrics):
             "Newer model versions that could not be loaded (the last good one stays).",
             registry=r,
         )
+        self.ranker_version = Gauge(
+            "ranker_model_version",
+            "Version of the learned ranker that orders the candidates; 0: the weighted sum.",
+            registry=r,
+        )
+        self.ranker_load_failures = Counter(
+            "ranker_model_load_failures",
+            "Newer ranker versions that could not be loaded (the last good one stays).",
+            registry=r,
+        )
         self.tuned_settings_version = Gauge(
             "tuned_settings_version",
             "Version of the reco tune result applied over the configured settings; 0: none.",

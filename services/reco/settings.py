@@ -119,6 +119,13 @@ class EngineSettings(BaseSettings):
     feature_cache_size: int = Field(
         10_000, ge=0, description="Item lists an api process keeps (about 8 KB each at most)."
     )
+    use_ranker: bool = Field(
+        True,
+        description=(
+            "Order the candidates by the newest `reco train --ranker` model when one is "
+            "published; false: by the weighted sum."
+        ),
+    )
     tuned_settings: bool = Field(
         True,
         description=(
@@ -230,6 +237,7 @@ ROLE_SETTINGS: dict[str, frozenset[str]] = {
         "feature_cache_ttl_s",
         "feature_cache_size",
         "tuned_settings",
+        "use_ranker",
         "max_batch_events",
         "max_body_bytes",
     },
@@ -396,6 +404,12 @@ class TrainSettings(StackSettings):
         None, gt=0, description="Train on the events of the last N days only; unset: all."
     )
     keep_versions: int = Field(5, ge=1, description="Model versions kept; older ones deleted.")
+    ranker_candidates: int = Field(
+        200, ge=2, le=2000, description="--ranker: candidates of the weighted sum it orders."
+    )
+    ranker_max_requests: int = Field(
+        100_000, ge=100, description="--ranker: requests recorded at most (every k-th kept)."
+    )
 
 
 class TuneSettings(TrainSettings):

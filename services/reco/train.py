@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from reco.adapters.factory import open_archive, open_catalog, open_model_store
@@ -107,6 +107,62 @@ def train_and_publish(
         len(artifact) / 1e6, pruned,
     )  # fmt: skip
     return TrainReport(version, pruned)
+
+
+def run_ranker(settings: TrainSettings) -> TrainReport:
+    """``reco train --ranker``: examples replayed from the archive, LambdaRank on them, the
+    model published as a new ``ranker`` version (``reco.ranking.training`` says how).
+
+    The replay ranks with what the api serves: the configured settings with the newest
+    ``reco tune`` result over them, and, when the api has item vectors (a ``reco train``
+    version), vectors trained the same way on the replay's warm-up part."""
+    from reco.ranking import RANKER
+    from reco.ranking.training import RankerParams, fit, replay_examples
+    from reco.tune import engine_settings, serving
+
+    events, catalog, models = _open(settings)
+    catalog.close()
+    try:
+        since = time.time() - settings.since_days * 86400 if settings.since_days else None
+        skipped = _Skipped()
+        distinct = list(skipped.count(events, since))
+        if not distinct:
+            raise NothingToTrain("the archive holds no events to train the ranker on")
+        served = serving(engine_settings(settings), models)
+        vectors = served.weights.embedding > 0 and models.latest(EMBEDDINGS) is not None
+        params = RankerParams(
+            candidates=settings.ranker_candidates, max_requests=settings.ranker_max_requests
+        )
+        started = time.perf_counter()
+        examples = replay_examples(
+            distinct,
+            served,
+            candidates=params.candidates,
+            embeddings=params_of(settings) if vectors else None,
+            warmup=params.warmup,
+            max_requests=params.max_requests,
+        )
+        replay_s = time.perf_counter() - started
+        model, metrics = fit(examples, params)
+        metrics |= {
+            "events": len(distinct),
+            "duplicates_skipped": skipped.duplicates,
+            "replay_s": round(replay_s, 1),
+            "vectors": vectors,
+        }
+        artifact = model.to_bytes()
+        version = models.publish(RANKER, artifact, params=asdict(params), metrics=metrics)
+        pruned = models.prune(RANKER, settings.keep_versions)
+        log.info(
+            "ranker version %d published: %d events, %d requests, validation NDCG@20 %.4f "
+            "(weighted sum %.4f), %.1f MB, %d old versions pruned",
+            version.version, len(distinct), metrics["examples"],
+            metrics["valid_ndcg20_ranker"], metrics["valid_ndcg20_weighted_sum"],
+            len(artifact) / 1e6, pruned,
+        )  # fmt: skip
+        return TrainReport(version, pruned)
+    finally:
+        models.close()
 
 
 @dataclass

@@ -230,7 +230,7 @@ def tune(events: Sequence[Event], settings: TuneSettings, models: ModelStore) ->
     return _report(found, time.monotonic() - started)
 
 
-def engine_settings(settings: TuneSettings) -> EngineSettings:
+def engine_settings(settings: EngineSettings) -> EngineSettings:
     """The engine's own settings out of the job's (which also name backends and training)."""
     return EngineSettings(**settings.model_dump(include=set(EngineSettings.model_fields)))
 

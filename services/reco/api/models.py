@@ -1,7 +1,8 @@
 """What the api serves from the model store, swapped for a newer version without a restart.
 
-Two kinds are published there: the item vectors ``reco train`` learns (``ModelHolder``) and
-the request-time settings ``reco tune`` chooses (``TunedSettingsHolder``). ``refresh`` asks
+Three kinds are published there: the item vectors ``reco train`` learns (``ModelHolder``),
+the ranker ``reco train --ranker`` learns (``RankerHolder``) and the request-time settings
+``reco tune`` chooses (``TunedSettingsHolder``). ``refresh`` asks
 the store for the latest version of its kind and, when it is newer than the one in hand,
 loads it and swaps one reference: a request in flight keeps what it started with, the next
 one sees the new version. A version that fails to load is logged and skipped (the api keeps
@@ -24,6 +25,8 @@ from reco.embeddings import EMBEDDINGS, EmbeddingModel
 from reco.exceptions import BackendUnavailable
 from reco.metrics import ApiMetrics
 from reco.ports import ModelStore
+from reco.ranking import RANKER
+from reco.ranking.model import RankerModel
 from reco.settings import TUNED_SETTINGS, EngineSettings, TunedSettings
 
 log = logging.getLogger(__name__)
@@ -159,6 +162,29 @@ class TunedSettingsHolder(Published[EngineSettings]):
 
     def _failed(self) -> None:
         self._metrics.tuned_settings_load_failures.inc()
+
+
+class RankerHolder(Published[RankerModel]):
+    """The learned ranker (``reco train --ranker``); None: the weighted sum ranks alone.
+    ``RECO_USE_RANKER=false`` never loads one."""
+
+    kind = RANKER
+
+    def __init__(self, store: ModelStore | None, metrics: ApiMetrics, use: bool = True) -> None:
+        super().__init__(store if use else None, metrics)
+
+    def _load(self, artifact: bytes, version: int) -> RankerModel:
+        return RankerModel.from_bytes(artifact, version)
+
+    def _swapped(self, value: RankerModel, version: int, seconds: float) -> None:
+        self._metrics.ranker_version.set(version)
+        log.info(
+            "ranker version %d loaded in %.2f s: it reranks the first %d candidates",
+            version, seconds, value.candidates,
+        )  # fmt: skip
+
+    def _failed(self) -> None:
+        self._metrics.ranker_load_failures.inc()
 
 
 @asynccontextmanager

@@ -7,12 +7,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 
 from reco.api.cache import ResponseCache
-from reco.api.models import ModelHolder, TunedSettingsHolder
+from reco.api.models import ModelHolder, RankerHolder, TunedSettingsHolder
 from reco.api.schemas import RecommendationsOut, RecommendedItem
 from reco.catalog import Item
 from reco.embeddings import EmbeddingModel
 from reco.metrics import ApiMetrics
-from reco.ports import Catalog, FeatureStore
+from reco.ports import Catalog, FeatureStore, RecoInputs
 from reco.rules import RuleOptions, boost_new_items, select
 from reco.scoring import Candidate, Ranked, Sourced, score, similar
 from reco.settings import EngineSettings
@@ -33,6 +33,7 @@ class Recommender:
         metrics: ApiMetrics,
         models: ModelHolder | None = None,
         tuned: TunedSettingsHolder | None = None,
+        ranker: RankerHolder | None = None,
     ) -> None:
         self._store = store
         self._catalog = catalog
@@ -42,6 +43,7 @@ class Recommender:
         # The request-time settings (weights, caps) come from here: the configured ones, or
         # the newest reco tune result over them.
         self._tuned = tuned or TunedSettingsHolder(None, metrics, settings)
+        self._ranker = ranker or RankerHolder(None, metrics)
         self._cache: ResponseCache[RecommendationsOut] = ResponseCache(
             settings.cache_size, settings.cache_ttl_s
         )
@@ -56,20 +58,10 @@ class Recommender:
     ) -> RecommendationsOut:
         started = time.perf_counter()
         s, tuned = self._tuned.settings(), self._tuned.version
-        # The neighbour search is the costliest part of the read: skip it when unweighted.
-        neighbours = s.weights.neighbours > 0
-        inputs = self._store.recommendation_inputs(
-            user_id=user_id,
-            session_id=session_id,
-            context_items=s.context_items,
-            related_per_item=s.related_per_item,
-            popular=_pool(count),
-            category=options.category,
-            neighbour_sample=s.neighbour_sample if neighbours else 0,
-            neighbour_k=s.neighbour_k if neighbours else 0,
-        )
-        model = self._models.current
-        key = ("reco", user_id, session_id, count, options, model.version if model else 0, tuned)
+        inputs = self._inputs(s, user_id, session_id, _pool(count), options.category)
+        model, ranker = self._models.current, self._ranker.current
+        versions = (model.version if model else 0, tuned, ranker.version if ranker else 0)
+        key = ("reco", user_id, session_id, count, options, versions)
         cached = self._cache.get(key, inputs.version)
         if cached is not None:
             self._metrics.cache_hits.inc()
@@ -77,14 +69,9 @@ class Recommender:
             return cached
         self._metrics.cache_misses.inc()
 
-        ranked = score(
-            inputs,
-            s.weights,
-            history_decay=s.history_decay,
-            context_items=s.context_items,
-            extra={"neighbours": inputs.neighbours},
-            sourced={"embedding": self._embedding(s, model, inputs.context)},
-        )
+        ranked = self._rank(s, inputs, model)
+        if ranker is not None:
+            ranked = ranker.rerank(ranked, inputs.context)
         personal = bool(inputs.context)
         if not personal:
             self._metrics.fallbacks.labels("cold").inc()
@@ -101,6 +88,46 @@ class Recommender:
         self._cache.put(key, inputs.version, response)
         self._observe("recommendations", started)
         return response
+
+    def candidates(
+        self, *, user_id: str | None, session_id: str | None, count: int = 20
+    ) -> tuple[list[str], Ranked]:
+        """A request's context and its candidates by the weighted sum, before the ranker and
+        the rules: what the ranker's training examples are built from, as it sees them."""
+        s = self._tuned.settings()
+        inputs = self._inputs(s, user_id, session_id, _pool(count), None)
+        return inputs.context, self._rank(s, inputs, self._models.current)
+
+    def _inputs(
+        self,
+        s: EngineSettings,
+        user_id: str | None,
+        session_id: str | None,
+        popular: int,
+        category: str | None,
+    ) -> RecoInputs:
+        # The neighbour search is the costliest part of the read: skip it when unweighted.
+        neighbours = s.weights.neighbours > 0
+        return self._store.recommendation_inputs(
+            user_id=user_id,
+            session_id=session_id,
+            context_items=s.context_items,
+            related_per_item=s.related_per_item,
+            popular=popular,
+            category=category,
+            neighbour_sample=s.neighbour_sample if neighbours else 0,
+            neighbour_k=s.neighbour_k if neighbours else 0,
+        )
+
+    def _rank(self, s: EngineSettings, inputs: RecoInputs, model: EmbeddingModel | None) -> Ranked:
+        return score(
+            inputs,
+            s.weights,
+            history_decay=s.history_decay,
+            context_items=s.context_items,
+            extra={"neighbours": inputs.neighbours},
+            sourced={"embedding": self._embedding(s, model, inputs.context)},
+        )
 
     @staticmethod
     def _embedding(s: EngineSettings, model: EmbeddingModel | None, context: list[str]) -> Sourced:

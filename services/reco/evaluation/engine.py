@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from reco.adapters.memory_features import MemoryFeatureStore
-from reco.api.models import ModelHolder
+from reco.api.models import ModelHolder, RankerHolder
 from reco.api.service import Recommender
 from reco.catalog import Item, ItemIn
 from reco.embeddings import EmbeddingModel
@@ -30,7 +30,10 @@ from reco.events import Event
 from reco.metrics import EmbeddedMetrics
 from reco.ports import FeatureStore, Record
 from reco.processor import Processor
+from reco.ranking.training import RankerParams, replay_examples
+from reco.ranking.training import fit as fit_ranker
 from reco.rules import RuleOptions
+from reco.scoring import Ranked
 from reco.settings import EngineSettings
 
 GROUP = "reco-eval"
@@ -113,6 +116,7 @@ class EngineSystem:
         *,
         batch_size: int = 2000,
         embeddings: TrainParams | None = None,
+        ranker: RankerParams | None = None,
     ) -> None:
         # A cached response would hide the cost of a recommendation and nothing else: every
         # event changes the session's version, so the cache would never hit anyway.
@@ -126,10 +130,19 @@ class EngineSystem:
         self._frozen: FrozenFeatures | None = None
         self._embeddings = embeddings
         self._models = ModelHolder(None, self._metrics)
+        self._ranker = ranker
+        self._rankers = RankerHolder(None, self._metrics)
+        self.ranker_metrics: dict[str, Any] = {}
+        """What training the ranker showed (``reco.ranking.training.fit``), once fitted."""
+        if ranker is not None:
+            self.name = "engine+ranker"
         self._recommender = self._new_recommender(self.store)
 
     def _new_recommender(self, store: FeatureStore) -> Recommender:
-        return Recommender(store, self._catalog, self._settings, self._metrics, self._models)
+        return Recommender(
+            store, self._catalog, self._settings, self._metrics, self._models,
+            ranker=self._rankers,
+        )  # fmt: skip
 
     def _new_store(self) -> MemoryFeatureStore:
         s = self._settings
@@ -158,6 +171,17 @@ class EngineSystem:
             s = self._settings
             data = corpus(train, s.event_weights, s.session_gap_s)
             self._models.current = train_embeddings(data, self._embeddings)
+        if self._ranker is not None:
+            # Examples from a replay of the same events (vectors trained as it goes).
+            examples = replay_examples(
+                train,
+                self._settings,
+                candidates=self._ranker.candidates,
+                embeddings=self._embeddings,
+                warmup=self._ranker.warmup,
+                max_requests=self._ranker.max_requests,
+            )
+            self._rankers.current, self.ranker_metrics = fit_ranker(examples, self._ranker)
         if not online:
             self._frozen = FrozenFeatures(self.store)
             self._log = MemoryLog()
@@ -188,6 +212,10 @@ class EngineSystem:
     def end_session(self, session_id: str) -> None:
         if self._frozen is not None:
             self._frozen.forget()
+
+    def candidates(self, *, session_id: str) -> tuple[list[str], Ranked]:
+        """The session's context and candidates as the api would score them now."""
+        return self._recommender.candidates(user_id=None, session_id=session_id)
 
     @property
     def model(self) -> EmbeddingModel | None:

@@ -36,6 +36,7 @@ from reco.evaluation.purchase import (
 from reco.evaluation.systems import System
 from reco.events import Event
 from reco.exceptions import ConfigError
+from reco.ranking.training import RankerParams
 from reco.settings import EngineSettings
 
 Embeddings = Literal["auto", "none", "item2vec", "als"]
@@ -68,6 +69,9 @@ class EvalConfig:
     embeddings: Embeddings = "auto"
     """Item vectors the engine trains on the training part (as ``reco train`` would) before
     the replay; auto: ALS when the ``embedding`` weight is above 0, else none."""
+    ranker: bool = False
+    """Also run ``engine+ranker``: the engine with a ranker trained on a replay of the
+    training part (as ``reco train --ranker`` would), next to the weighted sum alone."""
 
 
 def factories(config: EvalConfig, settings: EngineSettings) -> list[Callable[[], System]]:
@@ -75,6 +79,9 @@ def factories(config: EvalConfig, settings: EngineSettings) -> list[Callable[[],
     if config.engine:
         params = embedding_params(config.embeddings, settings)
         out.append(lambda: EngineSystem(settings, embeddings=params))
+        if config.ranker:
+            ranker = RankerParams()
+            out.append(lambda: EngineSystem(settings, embeddings=params, ranker=ranker))
     out.extend(BASELINES[name] for name in config.baselines)
     return out
 

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from reco.adapters.factory import open_catalog, open_model_store
 from reco.api import Recommender, routers
-from reco.api.models import ModelHolder, TunedSettingsHolder, serve_models
+from reco.api.models import ModelHolder, RankerHolder, TunedSettingsHolder, serve_models
 from reco.metrics import ApiMetrics
 from reco.services.common import open_store
 from reco.settings import ApiSettings
@@ -34,9 +34,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
         )
         app.state.catalog = catalog
         tuned = TunedSettingsHolder(parts["models"], metrics, settings)
-        app.state.recommender = Recommender(store, catalog, settings, metrics, models, tuned)
+        ranker = RankerHolder(parts["models"], metrics, settings.use_ranker)
+        app.state.recommender = Recommender(
+            store, catalog, settings, metrics, models, tuned, ranker
+        )
         try:
-            async with serve_models([models, tuned], settings.model_refresh_s):
+            async with serve_models([models, tuned, ranker], settings.model_refresh_s):
                 yield
         finally:
             for name in ("models", "catalog", "store"):

@@ -1,0 +1,117 @@
+"""``reco train --ranker`` against the running embedded app: the shop's events go in through
+``POST /events``, the command replays them through the engine, trains LambdaRank on each
+request's candidates and publishes the model; the app loads it without a restart and the
+next recommendation is in the model's order, with the weighted sum's reasons."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from reco.adapters.sqlite_models import SqliteModelStore
+from reco.cli import main as reco
+from reco.embedded import create_app
+from reco.ranking import RANKER
+from reco.settings import EmbeddedSettings
+from tests.conftest import wait_until
+from tests.support.shops import ring_walks
+
+pytestmark = pytest.mark.api
+
+DAY = 86400.0
+# Configured without the sequence signal, the weighted sum does not know what comes next on
+# this shop; the ranker still sees the sequence values among each candidate's features.
+CONFIGURED = {"RECO_WEIGHTS__SEQUENCE": "0", "RECO_WEIGHTS__NEIGHBOURS": "0"}
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def client(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    for name, value in CONFIGURED.items():
+        monkeypatch.setenv(name, value)
+    settings = EmbeddedSettings(data_dir=data_dir, model_refresh_s=0.05)
+    with TestClient(create_app(settings)) as c:
+        rows = ring_walks(300, start=time.time() - 21 * DAY, every_s=20 * DAY / 300)
+        for batch in range(0, len(rows), 500):
+            assert c.post("/events", json=rows[batch : batch + 500]).status_code == 202
+        probe = [
+            {"user_id": "probe", "session_id": "probe", "item_id": item, "type": "view"}
+            for item in ("i13", "i14")
+        ]
+        assert c.post("/events", json=probe).status_code == 202
+        wait_until(lambda: c.get("/health/ready").status_code == 200, timeout_s=30)
+        yield c
+
+
+def _ranker_version(client: TestClient) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("ranker_model_version "):
+            return float(line.split()[1])
+    raise AssertionError("ranker_model_version not exported")
+
+
+def _probe(client: TestClient) -> list[dict[str, object]]:
+    body = client.get("/recommendations", params={"session_id": "probe", "count": 3}).json()
+    assert "items" in body, body
+    items: list[dict[str, object]] = body["items"]
+    return items
+
+
+def test_the_ranker_is_trained_published_and_swapped_in(
+    client: TestClient, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _probe(client)
+    assert _ranker_version(client) == 0
+
+    assert reco(["train", "--ranker", "--data-dir", str(data_dir)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == RANKER
+    metrics = report["metrics"]
+    assert metrics["valid_ndcg20_ranker"] > metrics["valid_ndcg20_weighted_sum"]
+    assert metrics["examples"] > 100
+
+    wait_until(lambda: _ranker_version(client) == report["version"], timeout_s=10)
+    after = _probe(client)
+    assert after[0]["item_id"] == "i15", "the next item of the ring comes first"
+    assert before[0]["item_id"] != "i15", "the weighted sum alone did not know it"
+    scores = [float(str(i["score"])) for i in after]
+    assert scores == sorted(scores, reverse=True)
+    assert all(i["reasons"] for i in after)
+
+
+def test_a_broken_ranker_keeps_the_weighted_sum(client: TestClient, data_dir: Path) -> None:
+    before = _probe(client)
+    store = SqliteModelStore(data_dir / "models.db")
+    try:
+        store.publish(RANKER, b'{"features": []}\nnot a model', params={}, metrics={})
+    finally:
+        store.close()
+
+    def failures() -> float:
+        for line in client.get("/metrics").text.splitlines():
+            if line.startswith("ranker_model_load_failures_total "):
+                return float(line.split()[1])
+        return 0.0
+
+    wait_until(lambda: failures() >= 1, timeout_s=10)
+    assert _ranker_version(client) == 0
+    assert _probe(client) == before
+
+
+def test_too_small_a_log_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = EmbeddedSettings(data_dir=tmp_path / "small")
+    with TestClient(create_app(settings)) as c:
+        rows = ring_walks(5, start=time.time() - DAY, every_s=600)
+        assert c.post("/events", json=rows).status_code == 202
+        wait_until(lambda: c.get("/health/ready").status_code == 200, timeout_s=30)
+    assert reco(["train", "--ranker", "--data-dir", str(tmp_path / "small")]) == 1
+    assert "the ranker needs a few hundred" in capsys.readouterr().err
