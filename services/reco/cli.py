@@ -426,6 +426,7 @@ def _rebuild(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     import orjson
 
+    from reco.ranking import RANKER
     from reco.train import run, run_ranker
 
     flags = {
@@ -433,7 +434,15 @@ def _train(args: argparse.Namespace) -> int:
         "epochs": args.epochs, "since_days": args.since_days,
     }  # fmt: skip
     settings = TrainSettings(**{k: v for k, v in flags.items() if v is not None})
-    report = (run_ranker if args.ranker else run)(settings)
+    if args.ranker:
+        ranked = run_ranker(settings)
+        r = ranked.version
+        print(orjson.dumps({
+            "version": r.version if r else None, "kind": RANKER, "verdict": ranked.verdict,
+            "metrics": ranked.metrics, "pruned": ranked.pruned,
+        }).decode())  # fmt: skip
+        return 0
+    report = run(settings)
     v = report.version
     print(orjson.dumps({
         "version": v.version, "kind": v.kind, "size_bytes": v.size_bytes,

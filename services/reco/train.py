@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from reco.adapters.factory import open_archive, open_catalog, open_model_store
 from reco.embeddings import EMBEDDINGS
@@ -109,9 +110,20 @@ def train_and_publish(
     return TrainReport(version, pruned)
 
 
-def run_ranker(settings: TrainSettings) -> TrainReport:
+@dataclass(frozen=True)
+class RankerReport:
+    version: ModelVersion | None
+    """None: not published (it did not beat the weighted sum on its validation requests)."""
+    pruned: int
+    metrics: dict[str, Any]
+    verdict: str
+
+
+def run_ranker(settings: TrainSettings) -> RankerReport:
     """``reco train --ranker``: examples replayed from the archive, LambdaRank on them, the
-    model published as a new ``ranker`` version (``reco.ranking.training`` says how).
+    model published as a new ``ranker`` version (``reco.ranking.training`` says how) when
+    it beats the weighted sum beyond noise on the validation requests (the latest ones);
+    otherwise nothing is published and the api keeps what it serves.
 
     The replay ranks with what the api serves: the configured settings with the newest
     ``reco tune`` result over them, and, when the api has item vectors (a ``reco train``
@@ -150,17 +162,23 @@ def run_ranker(settings: TrainSettings) -> TrainReport:
             "replay_s": round(replay_s, 1),
             "vectors": vectors,
         }
+        gain, low, high = metrics["valid_ndcg20_gain"]
+        figures = f"validation NDCG@20 {gain:+.4f} [{low:+.4f}, {high:+.4f}]"
+        if low <= 0:
+            # The api keeps what it serves: a model that does not beat the weighted sum
+            # beyond noise on the latest requests is not worth a swap.
+            log.info("ranker not published: %s against the weighted sum", figures)
+            return RankerReport(None, 0, metrics, f"kept: {figures} is within noise")
         artifact = model.to_bytes()
         version = models.publish(RANKER, artifact, params=asdict(params), metrics=metrics)
         pruned = models.prune(RANKER, settings.keep_versions)
         log.info(
-            "ranker version %d published: %d events, %d requests, validation NDCG@20 %.4f "
-            "(weighted sum %.4f), %.1f MB, %d old versions pruned",
-            version.version, len(distinct), metrics["examples"],
-            metrics["valid_ndcg20_ranker"], metrics["valid_ndcg20_weighted_sum"],
+            "ranker version %d published: %d events, %d requests, %s, %.1f MB, %d old "
+            "versions pruned",
+            version.version, len(distinct), metrics["examples"], figures,
             len(artifact) / 1e6, pruned,
         )  # fmt: skip
-        return TrainReport(version, pruned)
+        return RankerReport(version, pruned, metrics, f"published: {figures}")
     finally:
         models.close()
 

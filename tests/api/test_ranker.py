@@ -19,7 +19,7 @@ from reco.embedded import create_app
 from reco.ranking import RANKER
 from reco.settings import EmbeddedSettings
 from tests.conftest import wait_until
-from tests.support.shops import ring_walks
+from tests.support.shops import random_views, ring_walks
 
 pytestmark = pytest.mark.api
 
@@ -86,6 +86,30 @@ def test_the_ranker_is_trained_published_and_swapped_in(
     scores = [float(str(i["score"])) for i in after]
     assert scores == sorted(scores, reverse=True)
     assert all(i["reasons"] for i in after)
+
+
+def test_a_ranker_that_does_not_beat_the_weighted_sum_is_not_published(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Sessions of items drawn at random: nothing is there to learn.
+    data_dir = tmp_path / "random"
+    with TestClient(create_app(EmbeddedSettings(data_dir=data_dir))) as c:
+        rows = random_views(300, start=time.time() - 21 * DAY, every_s=20 * DAY / 300)
+        for batch in range(0, len(rows), 500):
+            assert c.post("/events", json=rows[batch : batch + 500]).status_code == 202
+        wait_until(lambda: c.get("/health/ready").status_code == 200, timeout_s=30)
+
+    assert reco(["train", "--ranker", "--data-dir", str(data_dir)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["version"] is None
+    assert report["verdict"].startswith("kept")
+    low = report["metrics"]["valid_ndcg20_gain"][1]
+    assert low <= 0, "not better beyond noise"
+    store = SqliteModelStore(data_dir / "models.db")
+    try:
+        assert store.latest(RANKER) is None
+    finally:
+        store.close()
 
 
 def test_a_broken_ranker_keeps_the_weighted_sum(client: TestClient, data_dir: Path) -> None:

@@ -36,3 +36,27 @@ def ring_walks(
                 }
             )
     return out
+
+
+def random_views(
+    sessions: int, *, start: float, every_s: float, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Like ``ring_walks``, but each session views five items drawn uniformly from the
+    ring: nothing predicts the next one, so no model of the candidates can beat another
+    beyond noise."""
+    rng = random.Random(seed)
+    out = []
+    for n in range(sessions):
+        at = start + n * every_s
+        for step in range(5):
+            out.append(
+                {
+                    "event_id": f"r{n}-{step}",
+                    "user_id": f"u{n}",
+                    "session_id": f"s{n}",
+                    "item_id": f"i{rng.randrange(RING)}",
+                    "type": "view",
+                    "timestamp": at + 60 * step,
+                }
+            )
+    return out

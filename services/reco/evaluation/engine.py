@@ -30,6 +30,7 @@ from reco.events import Event
 from reco.metrics import EmbeddedMetrics
 from reco.ports import FeatureStore, Record
 from reco.processor import Processor
+from reco.ranking.model import RankerModel
 from reco.ranking.training import RankerParams, replay_examples
 from reco.ranking.training import fit as fit_ranker
 from reco.rules import RuleOptions
@@ -212,6 +213,19 @@ class EngineSystem:
     def end_session(self, session_id: str) -> None:
         if self._frozen is not None:
             self._frozen.forget()
+
+    @property
+    def ranker(self) -> RankerModel | None:
+        """The ranker trained in ``fit`` (None: the weighted sum orders)."""
+        return self._rankers.current
+
+    @ranker.setter
+    def ranker(self, model: RankerModel | None) -> None:
+        self._rankers.current = model
+
+    def details(self) -> dict[str, Any]:
+        """The ranker's training figures (``reco eval --json`` reports them), if any."""
+        return {"ranker": self.ranker_metrics} if self._ranker is not None else {}
 
     def candidates(self, *, session_id: str) -> tuple[list[str], Ranked]:
         """The session's context and candidates as the api would score them now."""

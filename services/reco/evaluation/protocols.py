@@ -47,6 +47,8 @@ class Outcome:
     build_s: float = 0.0
     rec_s: list[float] = field(default_factory=list)
     event_s: list[float] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    """What the system says of its own fitting (the ranker's training figures, say)."""
 
     def timing(self) -> dict[str, float]:
         rec = sorted(self.rec_s)
@@ -76,6 +78,9 @@ def fitted(system: System, train: Sequence[Event], *, online: bool, kmax: int) -
     started = time.perf_counter()
     system.fit(train, online=online)
     outcome.build_s = time.perf_counter() - started
+    details = getattr(system, "details", None)
+    if details is not None:
+        outcome.details = details()
     return outcome
 
 

@@ -42,7 +42,25 @@ def summarise(
     out["open_ties"] = board.open_ties
     out.update(outcome.timing())
     out["curves"] = {m: [round(v, 4) for v in board.curve(m)] for m in ("HR", "MRR")}
+    out.update(outcome.details)
     return out
+
+
+def paired(
+    a: Outcome, b: Outcome, figures: Sequence[tuple[str, int]], *, resamples: int, seed: int
+) -> dict[str, list[float]]:
+    """``a - b`` per figure with its paired 95 % session-bootstrap interval (both systems
+    scored the same predictions, so what they share cancels)."""
+    wanted = [(m, k) for m, k in figures if k <= a.board.kmax]
+    intervals = a.board.paired_intervals(b.board, wanted, resamples=resamples, seed=seed)
+    return {
+        f"{m}@{k}": [
+            round(a.board.value(m, k) - b.board.value(m, k), 4),
+            round(lo, 4),
+            round(hi, 4),
+        ]
+        for (m, k), (lo, hi) in zip(wanted, intervals, strict=True)
+    }
 
 
 def table(result: dict[str, Any]) -> str:

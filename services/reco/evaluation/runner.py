@@ -121,6 +121,14 @@ def run(config: EvalConfig, settings: EngineSettings | None = None) -> dict[str,
         o.name: report.summarise(o, figures, resamples=config.resamples, seed=config.seed)
         for o in outcomes
     }
+    named = {o.name: o for o in outcomes}
+    if "engine" in named and "engine+ranker" in named:
+        result["paired"] = {
+            "engine+ranker - engine": report.paired(
+                named["engine+ranker"], named["engine"], figures,
+                resamples=config.resamples, seed=config.seed,
+            )
+        }  # fmt: skip
     return result
 
 

@@ -37,6 +37,10 @@ class RankerModel:
         self.candidates = candidates
         self.version = version
 
+    def reranking(self, candidates: int) -> RankerModel:
+        """The same model ordering ``candidates`` candidates per request."""
+        return RankerModel(self._booster, candidates=candidates, version=self.version)
+
     def scores(self, features: np.ndarray) -> np.ndarray:
         """The model's score of each row (higher: ranked higher)."""
         scores: np.ndarray = self._booster.predict(features, num_threads=1)

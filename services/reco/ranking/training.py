@@ -187,8 +187,11 @@ def fit(examples: Examples, params: RankerParams) -> tuple[RankerModel, dict[str
     )
     model = RankerModel(booster, candidates=params.candidates)
     held = range(cut, n)
-    weighted = _ndcg(examples, held, None)
-    learned = _ndcg(examples, held, model)
+    weighted_each = _ndcg_each(examples, held, None)
+    learned_each = _ndcg_each(examples, held, model)
+    weighted = sum(weighted_each) / len(held)
+    learned = sum(learned_each) / len(held)
+    gain = _gain(learned_each, weighted_each, seed=params.seed)
     gains = booster.feature_importance(importance_type="gain")
     total = float(gains.sum()) or 1.0
     importance = {
@@ -204,6 +207,7 @@ def fit(examples: Examples, params: RankerParams) -> tuple[RankerModel, dict[str
         "rounds": int(booster.best_iteration or booster.current_iteration()),
         "valid_ndcg20_weighted_sum": round(weighted, 4),
         "valid_ndcg20_ranker": round(learned, 4),
+        "valid_ndcg20_gain": gain,
         "fit_s": round(time.perf_counter() - started, 2),
         "importance": importance,
     }
@@ -227,10 +231,10 @@ def _dataset(lightgbm: Any, examples: Examples, part: slice, reference: Any = No
     )
 
 
-def _ndcg(examples: Examples, groups: range, model: RankerModel | None) -> float:
-    """Mean NDCG@20 of one relevant item per request: the weighted sum's order (the rows'
+def _ndcg_each(examples: Examples, groups: range, model: RankerModel | None) -> list[float]:
+    """NDCG@20 of each request (one relevant item): the weighted sum's order (the rows'
     own), or the model's."""
-    total = 0.0
+    out = []
     for g in groups:
         labels = examples.labels[g]
         if model is None:
@@ -238,5 +242,22 @@ def _ndcg(examples: Examples, groups: range, model: RankerModel | None) -> float
         else:
             order = np.argsort(-model.scores(examples.features[g]), kind="stable")
         position = int(np.flatnonzero(labels[order])[0])
-        total += 1.0 / math.log2(position + 2) if position < NDCG_AT else 0.0
-    return total / len(groups) if groups else 0.0
+        out.append(1.0 / math.log2(position + 2) if position < NDCG_AT else 0.0)
+    return out
+
+
+def _ndcg(examples: Examples, groups: range, model: RankerModel | None) -> float:
+    """Mean NDCG@20 over ``groups``."""
+    each = _ndcg_each(examples, groups, model)
+    return sum(each) / len(each) if each else 0.0
+
+
+def _gain(learned: list[float], weighted: list[float], *, seed: int) -> list[float]:
+    """The ranker's NDCG@20 minus the weighted sum's on the validation requests, with a
+    paired 95 % bootstrap interval over requests (requests of one session are not
+    independent, so the interval is somewhat narrow)."""
+    from reco.evaluation.metrics import bootstrap
+
+    diffs = [a - b for a, b in zip(learned, weighted, strict=True)]
+    ((low, high),) = bootstrap([1] * len(diffs), [diffs], resamples=1000, seed=seed, level=0.95)
+    return [round(sum(diffs) / len(diffs), 4), round(low, 4), round(high, 4)]

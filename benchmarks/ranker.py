@@ -1,0 +1,111 @@
+"""The ranker's costs, printed as one JSON object: what ``reco train --ranker`` spends per
+event and what it adds to a request.
+
+    python -m benchmarks.ranker [--events 200000] [--items 20000] [--candidates 200]
+
+Synthetic sessions over a long-tailed catalogue (``benchmarks.embeddings.sessions``). The
+engine (in-memory store, the api's ``Recommender``) is trained with the ranker as ``reco eval
+--ranker`` trains it: a replay of the events recording at most ``--max-requests`` requests,
+then LambdaRank. ``replay_s`` and ``fit_s`` are that replay and the fit; ``per_million``
+scales them linearly to a million events (the replay is one request per recorded event
+plus one processor batch per event, so it is linear in both). Then 2,000 requests from the
+store's own sessions, each timed with the ranker and without it (alternating, same
+session), single thread: ``request_us`` median and p99 of each and of the difference;
+``rerank_us`` the reranking alone (features and the model) at 200 and 500 candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import statistics
+import sys
+import time
+
+import orjson
+
+from benchmarks.embeddings import sessions
+from reco.evaluation.engine import EngineSystem
+from reco.ranking.training import RankerParams
+from reco.settings import EngineSettings
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(samples), 1),
+        "p99": round(statistics.quantiles(samples, n=100)[98], 1),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    events = sessions(args.events, args.items, args.seed)
+    settings = EngineSettings()
+    params = RankerParams(candidates=args.candidates, max_requests=args.max_requests)
+    engine = EngineSystem(settings, ranker=params)
+    started = time.perf_counter()
+    engine.fit(events, online=True)
+    build_s = time.perf_counter() - started
+    trained = engine.details()["ranker"]
+    model = engine.ranker
+    assert model is not None
+    rng = random.Random(args.seed + 1)
+    users = list({e.user_id for e in events[-50_000:]})
+    with_us, without_us, added_us = [], [], []
+    for _ in range(args.requests):
+        user = rng.choice(users)
+        timings = {}
+        for ranked in (True, False) if rng.random() < 0.5 else (False, True):
+            engine.ranker = model if ranked else None
+            t = time.perf_counter()
+            engine.rank(session_id=None, user_id=user, n=20, exclude=frozenset())
+            timings[ranked] = (time.perf_counter() - t) * 1e6
+        with_us.append(timings[True])
+        without_us.append(timings[False])
+        added_us.append(timings[True] - timings[False])
+    engine.ranker = model
+    rerank_us: dict[str, dict[str, float]] = {}
+    for candidates in (200, 500):
+        wide = model.reranking(candidates)
+        samples = []
+        for _ in range(args.requests // 2):
+            context, ranked = engine.candidates(session_id=rng.choice(users))
+            t = time.perf_counter()
+            wide.rerank(ranked, context)
+            samples.append((time.perf_counter() - t) * 1e6)
+        rerank_us[str(candidates)] = summary(samples)
+    scale = 1e6 / len(events)
+    return {
+        "events": len(events),
+        "items": args.items,
+        "candidates": args.candidates,
+        "recorded_requests": trained["examples"],
+        "rows": trained["rows"],
+        "rounds": trained["rounds"],
+        "build_s": round(build_s, 1),
+        "fit_s": trained["fit_s"],
+        "per_million_events_s": round(build_s * scale, 1),
+        "valid_ndcg20_weighted_sum": trained["valid_ndcg20_weighted_sum"],
+        "valid_ndcg20_ranker": trained["valid_ndcg20_ranker"],
+        "request_us_with_ranker": summary(with_us),
+        "request_us_without_ranker": summary(without_us),
+        "request_us_added": summary(added_us),
+        "rerank_us": rerank_us,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "python": sys.version.split()[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--max-requests", type=int, default=20_000)
+    parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--seed", type=int, default=1)
+    print(orjson.dumps(run(parser.parse_args())).decode())
+
+
+if __name__ == "__main__":
+    main()
