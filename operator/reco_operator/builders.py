@@ -127,15 +127,18 @@ def role_settings_env(engine: Engine, role: str) -> dict[str, str]:
     return {f"RECO_{k.upper()}": env[f"RECO_{k.upper()}"] for k in sorted(ROLE_SETTINGS[role])}
 
 
-TUNE_READS = ("processor", "api")
-"""``reco tune`` trains its inner store as the processor builds features and starts its
-search from the weights the api serves: it reads the settings of both."""
+REPLAY_READS = ("processor", "api")
+"""The one-shot jobs that replay the archive through the engine (``reco tune``, ``reco
+train --ranker``) build features as the processor does and rank as the api does (the
+search starts from the weights the api serves; the ranker learns to order what the api
+would have ranked): they read the settings of both."""
 
 
-def tune_settings_env(engine: Engine) -> dict[str, str]:
-    """The engine settings ``reco tune`` reads: the processor's and the api's, once each."""
+def replay_settings_env(engine: Engine) -> dict[str, str]:
+    """The engine settings a replay of the archive reads (``reco tune``, ``reco train
+    --ranker``): the processor's and the api's, once each."""
     env: dict[str, str] = {}
-    for role in TUNE_READS:
+    for role in REPLAY_READS:
         env.update(role_settings_env(engine, role))
     return dict(sorted(env.items()))
 
@@ -190,13 +193,13 @@ def _training_refs(spec: RecoEngineSpec) -> list[SecretKeyRef]:
 
 
 def config_hash(engine: Engine, role: str) -> str:
-    """``role`` is one of ROLES, or ``train`` / ``tune`` for the CronJobs."""
-    one_shot = role in ("train", "tune")
+    """``role`` is one of ROLES, or ``train`` / ``tune`` / ``rank`` for the CronJobs."""
+    one_shot = role in ("train", "tune", "rank")
     refs = _training_refs(engine.spec) if one_shot else secret_refs(engine.spec, role)
     if role == "train":
         settings: dict[str, str] = {}
-    elif role == "tune":
-        settings = tune_settings_env(engine)
+    elif role in ("tune", "rank"):
+        settings = replay_settings_env(engine)
     else:
         settings = role_settings_env(engine, role)
     payload = {
@@ -496,7 +499,7 @@ def tune_cron_job(engine: Engine) -> Manifest:
         # The item vectors of the embedding term are trained as reco train trains them.
         {"name": "RECO_ALGORITHM", "value": spec.training.algorithm},
     ]
-    env += [{"name": k, "value": v} for k, v in tune_settings_env(engine).items()]
+    env += [{"name": k, "value": v} for k, v in replay_settings_env(engine).items()]
     return _cron_job(
         engine,
         "tune",
@@ -506,6 +509,40 @@ def tune_cron_job(engine: Engine) -> Manifest:
         suspend=tune.suspend,
         resources=tune.resources,
         active_deadline_seconds=tune.active_deadline_seconds,
+    )
+
+
+def ranker_cron_job(engine: Engine) -> Manifest:
+    """``reco train --ranker`` on a schedule: it replays the archive through the engine with
+    the settings the processor builds features with and the api serves with, trains a
+    LambdaRank ranker on what the api would have ranked, and publishes it as a ``ranker``
+    version the api replicas swap in (only when it beats the weighted sum)."""
+    spec = engine.spec
+    assert spec.training is not None
+    ranker = spec.training.ranker
+    assert ranker is not None
+    args = ["train", "--ranker"]
+    if ranker.since_days is not None:
+        args += ["--since-days", repr(ranker.since_days)]
+    env = [
+        {"name": "RECO_LOG_FORMAT", "value": "json"},
+        _secret_env("RECO_DATABASE_URL", spec.postgres.url_secret_ref),
+        {"name": "HOME", "value": "/tmp"},
+        # When the api serves item vectors, the replay trains them as reco train does.
+        {"name": "RECO_ALGORITHM", "value": spec.training.algorithm},
+        {"name": "RECO_RANKER_CANDIDATES", "value": str(ranker.candidates)},
+        {"name": "RECO_RANKER_MAX_REQUESTS", "value": str(ranker.max_requests)},
+    ]
+    env += [{"name": k, "value": v} for k, v in replay_settings_env(engine).items()]
+    return _cron_job(
+        engine,
+        "rank",
+        args=args,
+        env=env,
+        schedule=ranker.schedule,
+        suspend=ranker.suspend,
+        resources=ranker.resources,
+        active_deadline_seconds=ranker.active_deadline_seconds,
     )
 
 
@@ -638,6 +675,8 @@ def children(engine: Engine) -> list[Manifest]:
         out.append(training_cron_job(engine))
         if spec.training.tune is not None:
             out.append(tune_cron_job(engine))
+        if spec.training.ranker is not None:
+            out.append(ranker_cron_job(engine))
     monitor = spec.monitoring.service_monitor.enabled
     if monitor or (monitor is None and engine.service_monitor_crd):
         out.append(service_monitor(engine))

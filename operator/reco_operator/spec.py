@@ -274,6 +274,36 @@ class TuneSpec(CamelModel):
         return self
 
 
+class RankerSpec(CamelModel):
+    """A CronJob running ``reco train --ranker``: examples replayed from the archive through
+    the engine, LightGBM LambdaRank on them, published as a ``ranker`` version the api
+    replicas order their candidates by."""
+
+    schedule: str = Field("0 4 * * *", min_length=9, description="Cron schedule (UTC).")
+    suspend: bool = False
+    since_days: float | None = Field(None, gt=0, description="Train on the last N days only.")
+    candidates: int = Field(
+        200,
+        ge=2,
+        le=2000,
+        description=(
+            "Candidates of the weighted sum the ranker orders (RECO_RANKER_CANDIDATES): the "
+            "replay records this many per request."
+        ),
+    )
+    max_requests: int = Field(
+        100_000,
+        ge=100,
+        description=(
+            "Requests recorded at most (RECO_RANKER_MAX_REQUESTS); beyond it every k-th is kept."
+        ),
+    )
+    active_deadline_seconds: int = Field(
+        3600, ge=60, description="A run still going after this is stopped (publishing nothing)."
+    )
+    resources: ResourceRequirements = Field(default_factory=ResourceRequirements)
+
+
 class TrainingSpec(CamelModel):
     """A CronJob running ``reco train``: item vectors from the archive, a new model version."""
 
@@ -293,6 +323,16 @@ class TrainingSpec(CamelModel):
             "Set to run `reco tune` on a schedule (a second CronJob, <name>-tune): it searches "
             "the scoring weights on the archive and publishes them as a settings override the "
             "api replicas pick up. Its pods use this block's nodeSelector and tolerations."
+        ),
+    )
+    ranker: RankerSpec | None = Field(
+        None,
+        description=(
+            "Set to run `reco train --ranker` on a schedule (a CronJob, <name>-rank): it "
+            "replays the archive through the engine with the settings the api serves, trains "
+            "a LambdaRank ranker and publishes it as a `ranker` version the api replicas "
+            "order their candidates by (spec.engine.useRanker). Its pods use this block's "
+            "nodeSelector and tolerations."
         ),
     )
 

@@ -16,6 +16,7 @@ from reco_operator.builders import (
     deployment,
     engine_env,
     missing_secrets,
+    ranker_cron_job,
     role_settings_env,
     tune_cron_job,
 )
@@ -264,6 +265,115 @@ def test_the_tune_job_rolls_with_the_settings_and_the_secret_it_reads() -> None:
     assert _tune_hash(_engine({"training": {"tune": {}}}, secrets=rotated)) != _tune_hash(base)
     assert _tune_hash(skew) == _tune_hash(base), "ingest's setting is not the search's"
     assert config_hash(base, "tune") == _tune_hash(base)
+
+
+def _ranker_pod(engine: Engine) -> dict[str, Any]:
+    pod: dict[str, Any] = ranker_cron_job(engine)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return pod
+
+
+def _ranker_hash(engine: Engine) -> str:
+    template = ranker_cron_job(engine)["spec"]["jobTemplate"]["spec"]["template"]
+    value: str = template["metadata"]["annotations"][CONFIG_HASH]
+    return value
+
+
+def test_the_ranker_runs_reco_train_ranker_on_its_schedule_one_training_at_a_time() -> None:
+    training = {
+        "nodeSelector": {"pool": "batch"},
+        "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+        "tune": {},
+        "ranker": {
+            "schedule": "0 6 * * *",
+            "sinceDays": 14,
+            "activeDeadlineSeconds": 1800,
+            "resources": {"requests": {"cpu": "2"}},
+        },
+    }
+    engine = _engine({"training": training})
+    assert _by_kind(children(engine))["CronJob"] == ["shop-train", "shop-tune", "shop-rank"]
+    cron = ranker_cron_job(engine)
+    assert cron["metadata"]["name"] == "shop-rank"
+    assert cron["metadata"]["labels"]["app.kubernetes.io/component"] == "rank"
+    assert cron["spec"]["schedule"] == "0 6 * * *"
+    assert cron["spec"]["suspend"] is False
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid", "two trainings would publish out of order"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["activeDeadlineSeconds"] == 1800
+    assert job["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "rank"
+    pod = _ranker_pod(engine)
+    assert pod["restartPolicy"] == "Never"
+    assert pod["nodeSelector"] == {"pool": "batch"}, "the training block's scheduling"
+    assert pod["tolerations"] == [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["args"] == ["train", "--ranker", "--since-days", "14.0"]
+    assert container["resources"] == {"requests": {"cpu": "2"}}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+    defaults = _engine({"training": {"ranker": {}}})
+    (container,) = _ranker_pod(defaults)["containers"]
+    assert container["args"] == ["train", "--ranker"]
+    cron = ranker_cron_job(defaults)
+    assert cron["spec"]["schedule"] == "0 4 * * *"
+    assert cron["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 3600
+
+
+def test_no_ranker_cron_job_without_its_block() -> None:
+    assert _by_kind(children(_engine({"training": {"tune": {}}})))["CronJob"] == [
+        "shop-train",
+        "shop-tune",
+    ]
+
+
+def test_the_ranker_reads_the_archive_and_the_settings_of_the_api_and_the_processor() -> None:
+    engine = _engine(
+        {
+            "training": {
+                "algorithm": "item2vec",
+                "ranker": {"candidates": 300, "maxRequests": 20000},
+            },
+            "engine": {"weights": {"coview": 2}, "eventWeights": {"view": 1, "buy": 9}},
+        }
+    )
+    (container,) = _ranker_pod(engine)["containers"]
+    names = [e["name"] for e in container["env"]]
+    assert len(names) == len(set(names)), "each variable once"
+    by_name = {e["name"]: e for e in container["env"]}
+    assert by_name["RECO_DATABASE_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "backends", "key": "database-url"}
+    }
+    assert by_name["RECO_LOG_FORMAT"]["value"] == "json"
+    assert by_name["HOME"]["value"] == "/tmp"
+    assert by_name["RECO_ALGORITHM"]["value"] == "item2vec", "vectors trained as reco train does"
+    assert by_name["RECO_RANKER_CANDIDATES"]["value"] == "300"
+    assert by_name["RECO_RANKER_MAX_REQUESTS"]["value"] == "20000"
+    assert "RECO_REDIS_URL" not in by_name
+    assert json.loads(by_name["RECO_WEIGHTS"]["value"])["coview"] == 2.0, "the api's weights"
+    assert json.loads(by_name["RECO_EVENT_WEIGHTS"]["value"]) == {"view": 1.0, "buy": 9.0}
+    assert by_name["RECO_USE_RANKER"]["value"] == "true", "the api's: the replay ranks as it"
+    assert by_name["RECO_TUNED_SETTINGS"]["value"] == "true", "with the reco tune result over"
+    assert "RECO_MAX_FUTURE_SKEW_S" not in by_name, "ingest's own setting"
+
+    (container,) = _ranker_pod(_engine({"training": {"ranker": {}}}))["containers"]
+    defaults = {e["name"]: e for e in container["env"]}
+    assert defaults["RECO_RANKER_CANDIDATES"]["value"] == "200"
+    assert defaults["RECO_RANKER_MAX_REQUESTS"]["value"] == "100000"
+    assert defaults["RECO_ALGORITHM"]["value"] == "als"
+
+
+def test_the_ranker_job_rolls_with_the_settings_and_the_secret_it_reads() -> None:
+    base = _engine({"training": {"ranker": {}}})
+    weights = _engine({"training": {"ranker": {}}, "engine": {"weights": {"coview": 2.0}}})
+    skew = _engine({"training": {"ranker": {}}, "engine": {"maxFutureSkewSeconds": 60}})
+    rotated = {"backends": {**SECRETS["backends"], "database-url": "postgresql://v@p/db"}}
+    assert _ranker_hash(weights) != _ranker_hash(base), "the api's weights: what it replays"
+    assert _ranker_hash(_engine({"training": {"ranker": {}}}, secrets=rotated)) != _ranker_hash(
+        base
+    )
+    assert _ranker_hash(skew) == _ranker_hash(base), "ingest's setting is not the replay's"
+    assert config_hash(base, "rank") == _ranker_hash(base)
 
 
 def test_a_service_monitor_follows_its_crd_unless_the_spec_says() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from reco.settings import ROLE_SETTINGS, EngineSettings
+from reco.settings import ROLE_SETTINGS, EngineSettings, TrainSettings
 from reco_operator.crd import CRD_PATH, crd, render
 from reco_operator.spec import ENGINE_FIELDS, InvalidSpec, engine_key, parse_spec
 from tests.conftest import REPO
@@ -82,6 +82,21 @@ def test_the_tune_block_is_optional_and_its_deadline_must_outlast_its_budget() -
     assert tune["properties"]["activeDeadlineSeconds"]["default"] == 3600
 
 
+def test_the_ranker_block_is_optional_with_the_engine_s_bounds() -> None:
+    training = _schema()["properties"]["spec"]["properties"]["training"]
+    ranker = training["properties"]["ranker"]
+    assert "default" not in ranker, "absent: no ranker CronJob"
+    fields = ranker["properties"]
+    bounds = TrainSettings.model_fields
+    candidates = bounds["ranker_candidates"]
+    assert (fields["candidates"]["minimum"], fields["candidates"]["maximum"]) == (2, 2000)
+    assert fields["candidates"]["default"] == candidates.default
+    assert fields["maxRequests"]["minimum"] == 100
+    assert fields["maxRequests"]["default"] == bounds["ranker_max_requests"].default
+    assert fields["schedule"]["default"] == "0 4 * * *"
+    assert fields["activeDeadlineSeconds"]["default"] == 3600
+
+
 def test_the_sample_specs_parse() -> None:
     for sample in sorted((REPO / "manifests" / "samples").glob("*.yaml")):
         for document in yaml.safe_load_all(sample.read_text()):
@@ -107,6 +122,15 @@ def test_the_sample_specs_parse() -> None:
         ),
         ({"training": {"tune": {"protocol": "session"}}}, "spec.training.tune.protocol"),
         ({"training": {"tune": {"testDays": 0}}}, "spec.training.tune.testDays"),
+        ({"training": {"ranker": {"candidates": 1}}}, "spec.training.ranker.candidates"),
+        ({"training": {"ranker": {"candidates": 2001}}}, "spec.training.ranker.candidates"),
+        ({"training": {"ranker": {"maxRequests": 50}}}, "spec.training.ranker.maxRequests"),
+        ({"training": {"ranker": {"sinceDays": 0}}}, "spec.training.ranker.sinceDays"),
+        (
+            {"training": {"ranker": {"activeDeadlineSeconds": 30}}},
+            "spec.training.ranker.activeDeadlineSeconds",
+        ),
+        ({"training": {"ranker": {"schedule": "daily"}}}, "spec.training.ranker.schedule"),
     ],
 )
 def test_a_spec_the_engine_would_refuse_names_the_field(

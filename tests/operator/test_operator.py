@@ -158,15 +158,26 @@ def test_children_go_when_the_spec_or_the_recoengine_does(
 ) -> None:
     engines.create_secret()
     tune = {"protocol": "user", "budgetSeconds": 600, "activeDeadlineSeconds": 900}
-    engines.apply(engines.manifest(training={"schedule": "0 4 * * *", "tune": tune}))
+    ranker = {"sinceDays": 14, "candidates": 100}
+    training = {"schedule": "0 4 * * *", "tune": tune, "ranker": ranker}
+    engines.apply(engines.manifest(training=training))
     engines.wait_ready()
-    assert engines.names("cronjobs") == {"shop-train", "shop-tune"}
+    assert engines.names("cronjobs") == {"shop-train", "shop-tune", "shop-rank"}
     cron = engines.get("cronjob", "shop-tune")
     assert cron is not None
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["args"][:3] == ["tune", "--protocol", "user"]
+    cron = engines.get("cronjob", "shop-rank")
+    assert cron is not None
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["train", "--ranker", "--since-days", "14.0"]
+    assert {"name": "RECO_RANKER_CANDIDATES", "value": "100"} in container["env"]
 
+    training = {"schedule": "0 4 * * *", "tune": tune}  # the ranker off
+    engines.apply(engines.manifest(training=training))
+    wait_until(lambda: engines.names("cronjobs") == {"shop-train", "shop-tune"}, 60, 0.5)
     engines.apply(engines.manifest(training={"schedule": "0 4 * * *"}))  # tune off
     wait_until(lambda: engines.names("cronjobs") == {"shop-train"}, 60, 0.5)
     engines.apply(engines.manifest())  # training off: the CronJob goes, nothing else
