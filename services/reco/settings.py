@@ -410,6 +410,17 @@ class TrainSettings(StackSettings):
     ranker_max_requests: int = Field(
         100_000, ge=100, description="--ranker: requests recorded at most (every k-th kept)."
     )
+    ranker_unit: Literal["session", "user"] = Field(
+        "session",
+        description="--ranker: train on the requests pages make, by session or by user.",
+    )
+    ranker_exclude_seen: bool = Field(
+        True,
+        description=(
+            "--ranker: leave the requester's items so far out of each training request, as "
+            "the api's exclude_seen (on by default) leaves them out of a page."
+        ),
+    )
 
 
 class TuneSettings(TrainSettings):

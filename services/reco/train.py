@@ -129,7 +129,7 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
     ``reco tune`` result over them, and, when the api has item vectors (a ``reco train``
     version), vectors trained the same way on the replay's warm-up part."""
     from reco.ranking import RANKER
-    from reco.ranking.training import RankerParams, fit, replay_examples
+    from reco.ranking.training import RankerParams, beats_weighted_sum, fit, replay_examples
     from reco.tune import engine_settings, serving
 
     events, catalog, models = _open(settings)
@@ -143,7 +143,10 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
         served = serving(engine_settings(settings), models)
         vectors = served.weights.embedding > 0 and models.latest(EMBEDDINGS) is not None
         params = RankerParams(
-            candidates=settings.ranker_candidates, max_requests=settings.ranker_max_requests
+            candidates=settings.ranker_candidates,
+            max_requests=settings.ranker_max_requests,
+            unit=settings.ranker_unit,
+            exclude_seen=settings.ranker_exclude_seen,
         )
         started = time.perf_counter()
         examples = replay_examples(
@@ -153,6 +156,8 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
             embeddings=params_of(settings) if vectors else None,
             warmup=params.warmup,
             max_requests=params.max_requests,
+            unit=params.unit,
+            exclude_seen=params.exclude_seen,
         )
         replay_s = time.perf_counter() - started
         model, metrics = fit(examples, params)
@@ -164,7 +169,7 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
         }
         gain, low, high = metrics["valid_ndcg20_gain"]
         figures = f"validation NDCG@20 {gain:+.4f} [{low:+.4f}, {high:+.4f}]"
-        if low <= 0:
+        if not beats_weighted_sum(metrics):
             # The api keeps what it serves: a model that does not beat the weighted sum
             # beyond noise on the latest requests is not worth a swap.
             log.info("ranker not published: %s against the weighted sum", figures)

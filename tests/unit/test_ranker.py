@@ -126,3 +126,16 @@ def test_an_artifact_of_other_features_is_refused() -> None:
 def test_too_few_examples_say_what_to_do() -> None:
     with pytest.raises(TooFewExamples, match="more sessions"):
         fit(_examples(10), RankerParams())
+
+
+def test_the_candidates_after_the_reranked_ones_follow_in_the_weighted_order() -> None:
+    model, _ = fit(_examples(400), RankerParams(min_data_in_leaf=5))
+    context, ranked = _ranked()
+
+    reranked = model.reranking(2).rerank(ranked, context)
+
+    assert [c.item_id for c in reranked][2:] == ranked.order[2:]
+    assert set(reranked.order[:2]) == set(ranked.order[:2])
+    scores = [c.score for c in reranked]
+    assert scores == sorted(scores, reverse=True)
+    assert min(scores[:2]) >= 1.0 > max(scores[2:])

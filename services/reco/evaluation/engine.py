@@ -31,7 +31,7 @@ from reco.metrics import EmbeddedMetrics
 from reco.ports import FeatureStore, Record
 from reco.processor import Processor
 from reco.ranking.model import RankerModel
-from reco.ranking.training import RankerParams, replay_examples
+from reco.ranking.training import RankerParams, beats_weighted_sum, replay_examples
 from reco.ranking.training import fit as fit_ranker
 from reco.rules import RuleOptions
 from reco.scoring import Ranked
@@ -181,8 +181,14 @@ class EngineSystem:
                 embeddings=self._embeddings,
                 warmup=self._ranker.warmup,
                 max_requests=self._ranker.max_requests,
+                unit=self._ranker.unit,
+                exclude_seen=self._ranker.exclude_seen,
             )
-            self._rankers.current, self.ranker_metrics = fit_ranker(examples, self._ranker)
+            model, self.ranker_metrics = fit_ranker(examples, self._ranker)
+            # As reco train --ranker publishes it: only when it beats the weighted sum on
+            # its validation requests; otherwise the api keeps the weighted sum.
+            self.ranker_metrics["served"] = beats_weighted_sum(self.ranker_metrics)
+            self._rankers.current = model if self.ranker_metrics["served"] else None
         if not online:
             self._frozen = FrozenFeatures(self.store)
             self._log = MemoryLog()
@@ -227,9 +233,14 @@ class EngineSystem:
         """The ranker's training figures (``reco eval --json`` reports them), if any."""
         return {"ranker": self.ranker_metrics} if self._ranker is not None else {}
 
-    def candidates(self, *, session_id: str) -> tuple[list[str], Ranked]:
-        """The session's context and candidates as the api would score them now."""
-        return self._recommender.candidates(user_id=None, session_id=session_id)
+    def candidates(
+        self, *, session_id: str | None = None, user_id: str | None = None
+    ) -> tuple[list[str], Ranked]:
+        """The session's (or the user's) context and candidates as the api would score
+        them now."""
+        return self._recommender.candidates(
+            user_id=None if session_id is not None else user_id, session_id=session_id
+        )
 
     @property
     def model(self) -> EmbeddingModel | None:

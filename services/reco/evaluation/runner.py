@@ -80,7 +80,10 @@ def factories(config: EvalConfig, settings: EngineSettings) -> list[Callable[[],
         params = embedding_params(config.embeddings, settings)
         out.append(lambda: EngineSystem(settings, embeddings=params))
         if config.ranker:
-            ranker = RankerParams()
+            # Trained on requests like the protocol's: a user's whole history without the
+            # items already rated (user protocol), or a session's prefix, seen items kept.
+            user = config.protocol == "user" or config.unit == "user"
+            ranker = RankerParams(unit="user", exclude_seen=True) if user else RankerParams()
             out.append(lambda: EngineSystem(settings, embeddings=params, ranker=ranker))
     out.extend(BASELINES[name] for name in config.baselines)
     return out

@@ -48,18 +48,23 @@ class RankerModel:
 
     def rerank(self, ranked: Ranked, context: Sequence[str]) -> Ranked:
         """The first ``candidates`` of ``ranked`` in the model's order (ties: the weighted
-        sum's), each scored by how far the model's score lies above the lowest candidate's
-        (plus 0.001, so that scores stay positive and decreasing, and a logistic squash does
-        not round high scores into ties); the candidates after them are left out (the api
-        fills a short page with popular items)."""
+        sum's), then the others in the weighted sum's order, for the rules to draw on.
+
+        A page's scores stay positive and decreasing: the reranked ones score 1 plus how
+        far the model's score lies above the lowest of them, the others their weighted sum
+        scaled below 1."""
         items, features = candidate_features(ranked, context, self.candidates)
         if not items:
             return ranked
         scores = self.scores(features)
         # A stable sort on the negated score keeps the weighted sum's order among ties.
         order = np.argsort(-scores, kind="stable")
-        shown = scores[order] - scores[order[-1]] + 0.001
-        return ranked.reranked([items[i] for i in order], shown.tolist())
+        head = scores[order] - scores[order[-1]] + 1.0
+        rest = ranked.order[len(items) :]
+        totals = ranked.totals
+        top = max((totals[item] for item in rest), default=0.0)
+        tail = [0.999 * totals[item] / top if top > 0 else 0.0 for item in rest]
+        return ranked.reranked([items[i] for i in order] + rest, head.tolist() + tail)
 
     def to_bytes(self) -> bytes:
         header = {"features": list(FEATURES), "candidates": self.candidates}

@@ -19,10 +19,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +36,7 @@ from reco.settings import EngineSettings
 log = logging.getLogger(__name__)
 
 NDCG_AT = 20
+Unit = Literal["session", "user"]
 
 
 class TooFewExamples(ValueError):
@@ -68,6 +68,8 @@ def replay_examples(
     embeddings: TrainParams | None = None,
     warmup: float = 0.3,
     max_requests: int | None = None,
+    unit: Unit = "session",
+    exclude_seen: bool = False,
 ) -> Examples:
     """Replay ``events`` (any order; replayed in time order) and record each request's
     candidates as they were before the event that followed.
@@ -77,14 +79,19 @@ def replay_examples(
     that part only, so the embedding signal of a recorded request knows nothing later than
     its last training, as the api's vectors do (vectors trained on every event would tell
     the features what comes next). ``max_requests``: record every k-th request only (every
-    event is still applied)."""
+    event is still applied). ``unit``: the requests are the session's (a shop's pages) or
+    the user's (their whole recent history). ``exclude_seen``: leave out of each request
+    the candidates the page would not show (the session's or user's items so far), as the
+    api's ``exclude_seen`` does; their features are computed among the others all the same,
+    as in the api, which reranks first and applies its rules after."""
     # The evaluation package imports this module (``reco eval --ranker``).
     from reco.evaluation.data import sessionize
     from reco.evaluation.engine import EngineSystem
 
     ordered = sessionize(sorted(events, key=lambda e: e.timestamp), settings.session_gap_s)
     cut = int(len(ordered) * warmup)
-    eligible = _eligible(ordered, cut)
+    key = _unit_key(unit)
+    eligible = _eligible(ordered, cut, key)
     every = max(1, math.ceil(eligible / max_requests)) if max_requests else 1
     engine = EngineSystem(settings)
     if embeddings is not None and cut:
@@ -93,14 +100,21 @@ def replay_examples(
     engine.fit((), online=True)
     started = time.perf_counter()
     out = Examples()
-    sessions: Counter[str] = Counter()
+    history: dict[str, set[str]] = {}
     for index, event in enumerate(ordered):
-        session = event.session_id or event.user_id
-        if index >= cut and sessions[session]:
+        who = key(event)
+        seen = history.setdefault(who, set())
+        if index >= cut and seen:
             out.requests += 1
             if (out.requests - 1) % every == 0:
-                context, ranked = engine.candidates(session_id=session)
+                if unit == "user":
+                    context, ranked = engine.candidates(user_id=who)
+                else:
+                    context, ranked = engine.candidates(session_id=who)
                 items, features = candidate_features(ranked, context, candidates)
+                if exclude_seen:
+                    shown = [i for i, item in enumerate(items) if item not in seen]
+                    items, features = [items[i] for i in shown], features[shown]
                 labels = np.fromiter(
                     (item == event.item_id for item in items), dtype=np.int32, count=len(items)
                 )
@@ -108,25 +122,31 @@ def replay_examples(
                     out.features.append(features)
                     out.labels.append(labels)
         engine.observe(event)
-        sessions[session] += 1
+        seen.add(event.item_id)
     log.info(
-        "ranker examples: %d events replayed (the first %d to warm up), %d requests (every "
-        "%d recorded), %d with the next item among %d candidates, %.0f s",
-        len(ordered), cut, out.requests, every, len(out), candidates,
+        "ranker examples: %d events replayed (the first %d to warm up), %d %s requests "
+        "(every %d recorded), %d with the next item among %d candidates, %.0f s",
+        len(ordered), cut, out.requests, unit, every, len(out), candidates,
         time.perf_counter() - started,
     )  # fmt: skip
     return out
 
 
-def _eligible(ordered: Sequence[Event], start: int) -> int:
-    """How many events from ``start`` on follow an earlier event of their session (each is
-    a request)."""
+def _unit_key(unit: Unit) -> Callable[[Event], str]:
+    if unit == "user":
+        return lambda e: e.user_id
+    return lambda e: e.session_id or e.user_id
+
+
+def _eligible(ordered: Sequence[Event], start: int, key: Callable[[Event], str]) -> int:
+    """How many events from ``start`` on follow an earlier event of their session or user
+    (each is a request)."""
     seen: set[str] = set()
     count = 0
     for index, event in enumerate(ordered):
-        session = event.session_id or event.user_id
-        count += index >= start and session in seen
-        seen.add(session)
+        who = key(event)
+        count += index >= start and who in seen
+        seen.add(who)
     return count
 
 
@@ -146,6 +166,10 @@ class RankerParams:
     num_leaves: int = 31
     min_data_in_leaf: int = 50
     max_requests: int | None = 100_000
+    unit: Unit = "session"
+    """Whose requests the replay records: the session's, or the user's."""
+    exclude_seen: bool = False
+    """Leave the requester's items so far out of each request, as the api's rule does."""
     seed: int = 0
 
 
@@ -216,6 +240,13 @@ def fit(examples: Examples, params: RankerParams) -> tuple[RankerModel, dict[str
         metrics["rounds"], learned, weighted, n - cut,
     )  # fmt: skip
     return model, metrics
+
+
+def beats_weighted_sum(metrics: dict[str, Any]) -> bool:
+    """Whether a fitted ranker is worth serving: its validation NDCG@20 above the weighted
+    sum's beyond noise (the lower end of the paired interval above 0)."""
+    low: float = metrics["valid_ndcg20_gain"][1]
+    return low > 0
 
 
 def _dataset(lightgbm: Any, examples: Examples, part: slice, reference: Any = None) -> Any:
