@@ -19,23 +19,15 @@ from __future__ import annotations
 import argparse
 import random
 import resource
-import statistics
 import sys
 import time
 
 import orjson
 
-from benchmarks.embeddings import sessions
+from benchmarks.embeddings import sessions, summary
 from reco.evaluation.engine import EngineSystem
 from reco.ranking.training import RankerParams, fit, replay_examples
 from reco.settings import EngineSettings
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(samples), 1),
-        "p99": round(statistics.quantiles(samples, n=100)[98], 1),
-    }
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:

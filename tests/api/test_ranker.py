@@ -19,7 +19,7 @@ from reco.embedded import create_app
 from reco.ranking import RANKER
 from reco.settings import EmbeddedSettings
 from tests.conftest import wait_until
-from tests.support.shops import random_views, ring_walks
+from tests.support.shops import post_shop, random_views, ring_walks
 
 pytestmark = pytest.mark.api
 
@@ -41,14 +41,7 @@ def client(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
     settings = EmbeddedSettings(data_dir=data_dir, model_refresh_s=0.05)
     with TestClient(create_app(settings)) as c:
         rows = ring_walks(300, start=time.time() - 21 * DAY, every_s=20 * DAY / 300)
-        for batch in range(0, len(rows), 500):
-            assert c.post("/events", json=rows[batch : batch + 500]).status_code == 202
-        probe = [
-            {"user_id": "probe", "session_id": "probe", "item_id": item, "type": "view"}
-            for item in ("i13", "i14")
-        ]
-        assert c.post("/events", json=probe).status_code == 202
-        wait_until(lambda: c.get("/health/ready").status_code == 200, timeout_s=30)
+        post_shop(c, rows, probe=("i13", "i14"))
         yield c
 
 
@@ -94,10 +87,7 @@ def test_a_ranker_that_does_not_beat_the_weighted_sum_is_not_published(
     # Sessions of items drawn at random: nothing is there to learn.
     data_dir = tmp_path / "random"
     with TestClient(create_app(EmbeddedSettings(data_dir=data_dir))) as c:
-        rows = random_views(300, start=time.time() - 21 * DAY, every_s=20 * DAY / 300)
-        for batch in range(0, len(rows), 500):
-            assert c.post("/events", json=rows[batch : batch + 500]).status_code == 202
-        wait_until(lambda: c.get("/health/ready").status_code == 200, timeout_s=30)
+        post_shop(c, random_views(300, start=time.time() - 21 * DAY, every_s=20 * DAY / 300))
 
     assert reco(["train", "--ranker", "--data-dir", str(data_dir)]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -17,7 +17,7 @@ from reco.cli import main as reco
 from reco.embedded import create_app
 from reco.settings import EmbeddedSettings, SignalWeights
 from tests.conftest import wait_until
-from tests.support.shops import ring_walks
+from tests.support.shops import post_shop, ring_walks
 
 pytestmark = pytest.mark.api
 
@@ -41,14 +41,7 @@ def client(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
     assert settings.weights == SignalWeights(sequence=0, neighbours=0)
     with TestClient(create_app(settings)) as c:
         rows = ring_walks(240, start=time.time() - 21 * DAY, every_s=20 * DAY / 240)
-        for batch in range(0, len(rows), 500):
-            assert c.post("/events", json=rows[batch : batch + 500]).status_code == 202
-        probe = [
-            {"user_id": "probe", "session_id": "probe", "item_id": item, "type": "view"}
-            for item in ("i3", "i4")
-        ]
-        assert c.post("/events", json=probe).status_code == 202
-        wait_until(lambda: c.get("/health/ready").status_code == 200, timeout_s=30)
+        post_shop(c, rows, probe=("i3", "i4"))
         yield c
 
 

@@ -25,6 +25,7 @@ from reco.local.servers import KafkaServer, RedisServer
 from reco.ports import Record
 from tests.conftest import free_port, wait_until
 from tests.support.podman import Podman
+from tests.support.shops import ring_walks
 
 pytestmark = pytest.mark.images
 
@@ -180,12 +181,7 @@ def test_train_publishes_a_model_from_the_real_archive_on_a_read_only_root(
         for n in range(12)
         for i, item in enumerate(aisles[n % 2])
     ]
-    archive = PostgresArchive.from_url(pg_database)
-    try:
-        records = [Record(0, n, e.user_id, e.to_json()) for n, e in enumerate(events)]
-        archive.write(list(zip(records, events, strict=True)))
-    finally:
-        archive.close()
+    _archive(pg_database, events)
 
     trained = podman.run(
         "run", "--rm", "--network", "host", *READ_ONLY,
@@ -196,6 +192,42 @@ def test_train_publishes_a_model_from_the_real_archive_on_a_read_only_root(
     report = json.loads(trained.stdout.strip().splitlines()[-1])
     assert report["version"] >= 1
     assert report["metrics"]["events"] == len(events)
+
+
+def test_train_ranker_runs_from_the_image_on_a_read_only_root(
+    podman: Podman, engine_image: str, pg_database: str
+) -> None:
+    """`reco train --ranker` is the ranker CronJob's command: LightGBM (and the OpenMP
+    runtime it links) are in the image, loaded next to usearch without clashing."""
+    now = time.time()
+    rows = ring_walks(300, start=now - 21 * 86400, every_s=20 * 86400 / 300)
+    events = [
+        Event(uuid.uuid4().hex, r["user_id"], r["item_id"], "view", r["timestamp"],
+              r["timestamp"], r["session_id"])
+        for r in rows
+    ]  # fmt: skip
+    _archive(pg_database, events)
+
+    trained = podman.run(
+        "run", "--rm", "--network", "host", *READ_ONLY,
+        "--env", f"RECO_DATABASE_URL={pg_database}",
+        engine_image, "train", "--ranker",
+        timeout=300,
+    )  # fmt: skip
+    report = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert report["kind"] == "ranker"
+    assert report["metrics"]["events"] == len(events)
+    assert report["metrics"]["examples"] > 100
+    assert report["metrics"]["valid_ndcg20_ranker"] > 0
+
+
+def _archive(url: str, events: list[Event]) -> None:
+    archive = PostgresArchive.from_url(url)
+    try:
+        records = [Record(0, n, e.user_id, e.to_json()) for n, e in enumerate(events)]
+        archive.write(list(zip(records, events, strict=True)))
+    finally:
+        archive.close()
 
 
 def test_operator_image_runs_as_a_non_root_user_and_starts(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 RING = 20
@@ -20,22 +21,12 @@ def ring_walks(
     a shop configured without the sequence weight ranks it worse than it could.
     """
     rng = random.Random(seed)
-    out = []
-    for n in range(sessions):
+
+    def walk(_: int) -> list[int]:
         first = rng.randrange(RING)
-        at = start + n * every_s
-        for step in range(5):
-            out.append(
-                {
-                    "event_id": f"w{n}-{step}",
-                    "user_id": f"u{n}",
-                    "session_id": f"s{n}",
-                    "item_id": f"i{(first + step) % RING}",
-                    "type": "view",
-                    "timestamp": at + 60 * step,
-                }
-            )
-    return out
+        return [(first + step) % RING for step in range(5)]
+
+    return _views("w", sessions, start, every_s, walk)
 
 
 def random_views(
@@ -45,18 +36,40 @@ def random_views(
     ring: nothing predicts the next one, so no model of the candidates can beat another
     beyond noise."""
     rng = random.Random(seed)
+    return _views("r", sessions, start, every_s, lambda _: [rng.randrange(RING) for _ in range(5)])
+
+
+def _views(
+    prefix: str, sessions: int, start: float, every_s: float, items: Callable[[int], list[int]]
+) -> list[dict[str, Any]]:
     out = []
     for n in range(sessions):
         at = start + n * every_s
-        for step in range(5):
+        for step, item in enumerate(items(n)):
             out.append(
                 {
-                    "event_id": f"r{n}-{step}",
+                    "event_id": f"{prefix}{n}-{step}",
                     "user_id": f"u{n}",
                     "session_id": f"s{n}",
-                    "item_id": f"i{rng.randrange(RING)}",
+                    "item_id": f"i{item}",
                     "type": "view",
                     "timestamp": at + 60 * step,
                 }
             )
     return out
+
+
+def post_shop(client: Any, rows: list[dict[str, Any]], probe: tuple[str, ...] = ()) -> None:
+    """Send ``rows`` through the app's ``POST /events`` (then a session ``probe`` viewing
+    ``probe``'s items now) and wait until the app has applied them."""
+    from tests.conftest import wait_until
+
+    for batch in range(0, len(rows), 500):
+        assert client.post("/events", json=rows[batch : batch + 500]).status_code == 202
+    views = [
+        {"user_id": "probe", "session_id": "probe", "item_id": item, "type": "view"}
+        for item in probe
+    ]
+    if views:
+        assert client.post("/events", json=views).status_code == 202
+    wait_until(lambda: client.get("/health/ready").status_code == 200, timeout_s=30)

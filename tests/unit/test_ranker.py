@@ -7,12 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reco.events import Event
 from reco.ports import RecoInputs, Related
 from reco.ranking.features import FEATURES, candidate_features
 from reco.ranking.model import RankerModel
-from reco.ranking.training import Examples, RankerParams, TooFewExamples, fit
+from reco.ranking.training import Examples, RankerParams, TooFewExamples, fit, replay_examples
 from reco.scoring import Ranked, score
-from reco.settings import SignalWeights
+from reco.settings import EngineSettings, SignalWeights
+from tests.support.shops import ring_walks
 
 pytestmark = pytest.mark.unit
 
@@ -139,3 +141,33 @@ def test_the_candidates_after_the_reranked_ones_follow_in_the_weighted_order() -
     scores = [c.score for c in reranked]
     assert scores == sorted(scores, reverse=True)
     assert min(scores[:2]) >= 1.0 > max(scores[2:])
+
+
+def _ring_events(sessions: int) -> list[Event]:
+    rows = ring_walks(sessions, start=1_700_000_000.0, every_s=3600)
+    return [
+        Event(r["event_id"], r["user_id"], r["item_id"], r["type"], r["timestamp"],
+              r["timestamp"], r["session_id"])
+        for r in rows
+    ]  # fmt: skip
+
+
+def test_the_replay_records_after_the_warm_up_labelling_the_next_item() -> None:
+    events = _ring_events(100)  # 5 views per session: 4 requests each
+    examples = replay_examples(events, EngineSettings(), candidates=50, warmup=0.5)
+
+    assert examples.requests == 4 * 50, "only the last half's requests"
+    assert len(examples) > 0.9 * examples.requests, (
+        "the next ring item is nearly always a candidate"
+    )
+    assert all(int(y.sum()) == 1 for y in examples.labels), "one item named per request"
+
+
+def test_items_a_page_would_not_show_are_left_out_of_the_examples() -> None:
+    events = _ring_events(100)
+    kept = replay_examples(events, EngineSettings(), candidates=50, warmup=0.5)
+    shown = replay_examples(events, EngineSettings(), candidates=50, warmup=0.5, exclude_seen=True)
+    seen = FEATURES.index("seen")
+    assert any(f[:, seen].any() for f in kept.features)
+    assert not any(f[:, seen].any() for f in shown.features)
+    assert shown.rows < kept.rows
