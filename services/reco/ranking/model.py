@@ -61,10 +61,11 @@ class RankerModel:
         order = np.argsort(-scores, kind="stable")
         head = scores[order] - scores[order[-1]] + 1.0
         rest = ranked.order[len(items) :]
-        totals = ranked.totals
-        top = max((totals[item] for item in rest), default=0.0)
-        tail = [0.999 * totals[item] / top if top > 0 else 0.0 for item in rest]
-        return ranked.reranked([items[i] for i in order] + rest, head.tolist() + tail)
+        tail = np.fromiter(map(ranked.totals.__getitem__, rest), dtype=np.float64, count=len(rest))
+        top = float(tail.max()) if len(rest) else 0.0
+        tail = 0.999 * tail / top if top > 0 else np.zeros(len(rest))
+        head_items = [items[i] for i in order]
+        return ranked.reranked(head_items + rest, head.tolist() + tail.tolist())
 
     def to_bytes(self) -> bytes:
         header = {"features": list(FEATURES), "candidates": self.candidates}
