@@ -13,7 +13,8 @@ they mean something on a noisy machine:
   constant list for the embedded shape; the open-loop run is at half its rate.
 
 Redis's own cost per recommendation and per applied event comes from its counters
-(``benchmarks.redis_cost``).
+(``benchmarks.redis_cost``). ``ranker``: what the learned ranker costs to train and adds to
+a request, with and without it (``benchmarks.ranker``, in process; ``--no-ranker`` skips it).
 """
 
 from __future__ import annotations
@@ -559,6 +560,7 @@ def main() -> None:
         default="all",
         help="cluster: the stack on a 3-master Redis Cluster",
     )
+    parser.add_argument("--no-ranker", action="store_true", help="skip the ranker's figures")
     args = parser.parse_args()
     modes = set(MODES) if args.mode == "all" else {args.mode}
     result: dict[str, Any] = {
@@ -569,6 +571,7 @@ def main() -> None:
         "embedded": bench_embedded(args.seconds, args.repeats) if "embedded" in modes else None,
         "stack": bench_stack(args.seconds, args.repeats) if "stack" in modes else None,
         "cluster": bench_cluster(args.seconds, args.repeats) if "cluster" in modes else None,
+        "ranker": None if args.no_ranker else bench_ranker(),
     }
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
     print(text)
@@ -577,6 +580,13 @@ def main() -> None:
     for name in (f"{stamp}.json", "latest.json"):
         (RESULTS / name).write_text(text + "\n")
     render_docs(result)
+
+
+def bench_ranker() -> dict[str, Any]:
+    """``benchmarks.ranker`` at its defaults (200,000 events, 200 candidates; ~1 min)."""
+    from benchmarks import ranker
+
+    return ranker.run(ranker.parser().parse_args([]))
 
 
 TARGETS = {
@@ -611,6 +621,17 @@ def render_docs(result: dict[str, Any]) -> None:
         cells = [f"{result[m].get(key, ''):,}" if isinstance(result[m].get(key), int)
                  else str(result[m].get(key, "")) for m in modes]  # fmt: skip
         lines.append(f"| `{key}` | " + " | ".join(cells) + f" | {TARGETS.get(key, '')} |")
+    ranked = result.get("ranker")
+    if ranked:
+        added, rerank = ranked["request_us_added"], ranked["rerank_us"]
+        lines += [
+            "",
+            f"Ranker ({ranked['events']:,} synthetic events, in process): a request adds "
+            f"{added['median']:,} µs median, {added['p99']:,} µs p99 with it; reranking "
+            f"200 candidates {rerank['200']['p99']:,} µs p99, 500 candidates "
+            f"{rerank['500']['p99']:,} µs p99 (target: <= 1,000 µs p99 at ~500); training "
+            f"{ranked['per_million_events_s']:,} s per million events.",
+        ]
     text = DOCS.read_text()
     head, _, rest = text.partition(BEGIN)
     _, _, tail = rest.partition(END)

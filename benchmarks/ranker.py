@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--items", type=int, default=20_000)
@@ -97,7 +97,11 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--requests", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=1)
-    print(orjson.dumps(run(parser.parse_args())).decode())
+    return parser
+
+
+def main() -> None:
+    print(orjson.dumps(run(parser().parse_args())).decode())
 
 
 if __name__ == "__main__":
