@@ -19,7 +19,7 @@ from reco.embedded import create_app
 from reco.ranking import RANKER
 from reco.settings import EmbeddedSettings
 from tests.conftest import wait_until
-from tests.support.shops import post_shop, random_views, ring_walks
+from tests.support.shops import gauge, post_shop, probe, random_views, ring_walks
 
 pytestmark = pytest.mark.api
 
@@ -46,23 +46,13 @@ def client(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
 
 
 def _ranker_version(client: TestClient) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith("ranker_model_version "):
-            return float(line.split()[1])
-    raise AssertionError("ranker_model_version not exported")
-
-
-def _probe(client: TestClient) -> list[dict[str, object]]:
-    body = client.get("/recommendations", params={"session_id": "probe", "count": 3}).json()
-    assert "items" in body, body
-    items: list[dict[str, object]] = body["items"]
-    return items
+    return gauge(client, "ranker_model_version")
 
 
 def test_the_ranker_is_trained_published_and_swapped_in(
     client: TestClient, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = _probe(client)
+    before = probe(client)
     assert _ranker_version(client) == 0
 
     assert reco(["train", "--ranker", "--data-dir", str(data_dir)]) == 0
@@ -73,7 +63,7 @@ def test_the_ranker_is_trained_published_and_swapped_in(
     assert metrics["examples"] > 100
 
     wait_until(lambda: _ranker_version(client) == report["version"], timeout_s=10)
-    after = _probe(client)
+    after = probe(client)
     assert after[0]["item_id"] == "i15", "the next item of the ring comes first"
     assert before[0]["item_id"] != "i15", "the weighted sum alone did not know it"
     scores = [float(str(i["score"])) for i in after]
@@ -103,7 +93,7 @@ def test_a_ranker_that_does_not_beat_the_weighted_sum_is_not_published(
 
 
 def test_a_broken_ranker_keeps_the_weighted_sum(client: TestClient, data_dir: Path) -> None:
-    before = _probe(client)
+    before = probe(client)
     store = SqliteModelStore(data_dir / "models.db")
     try:
         store.publish(RANKER, b'{"features": []}\nnot a model', params={}, metrics={})
@@ -118,7 +108,7 @@ def test_a_broken_ranker_keeps_the_weighted_sum(client: TestClient, data_dir: Pa
 
     wait_until(lambda: failures() >= 1, timeout_s=10)
     assert _ranker_version(client) == 0
-    assert _probe(client) == before
+    assert probe(client) == before
 
 
 def test_too_small_a_log_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,7 @@ from reco.cli import main as reco
 from reco.embedded import create_app
 from reco.settings import EmbeddedSettings, SignalWeights
 from tests.conftest import wait_until
-from tests.support.shops import post_shop, ring_walks
+from tests.support.shops import gauge, post_shop, probe, ring_walks
 
 pytestmark = pytest.mark.api
 
@@ -46,17 +46,7 @@ def client(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClie
 
 
 def _tuned_version(client: TestClient) -> float:
-    for line in client.get("/metrics").text.splitlines():
-        if line.startswith("tuned_settings_version "):
-            return float(line.split()[1])
-    raise AssertionError("tuned_settings_version not exported")
-
-
-def _probe(client: TestClient) -> list[dict[str, object]]:
-    body = client.get("/recommendations", params={"session_id": "probe", "count": 3}).json()
-    assert "items" in body, body
-    items: list[dict[str, object]] = body["items"]
-    return items
+    return gauge(client, "tuned_settings_version")
 
 
 def _reasons(items: list[dict[str, object]]) -> str:
@@ -66,7 +56,7 @@ def _reasons(items: list[dict[str, object]]) -> str:
 def test_tune_publishes_what_wins_and_the_app_applies_it(
     client: TestClient, data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    before = _probe(client)
+    before = probe(client)
     assert SEQUENCE_REASON not in _reasons(before), "the sequence signal is not weighted"
     assert _tuned_version(client) == 0
 
@@ -78,14 +68,14 @@ def test_tune_publishes_what_wins_and_the_app_applies_it(
     assert report["figures"]["MRR@20"]["difference"][1] > 0, "better beyond noise"
 
     wait_until(lambda: _tuned_version(client) == 1, timeout_s=10)
-    after = _probe(client)
+    after = probe(client)
     assert after[0]["item_id"] == "i5", "the next item of the ring comes first"
     assert f"{SEQUENCE_REASON} i4" in after[0]["reasons"]
 
     assert reco(["tune", "--data-dir", str(data_dir), "--clear"]) == 0
     assert json.loads(capsys.readouterr().out) == {"cleared": True, "version": 2}
     wait_until(lambda: _tuned_version(client) == 2, timeout_s=10)
-    assert SEQUENCE_REASON not in _reasons(_probe(client)), "configured settings again"
+    assert SEQUENCE_REASON not in _reasons(probe(client)), "configured settings again"
 
 
 def test_tune_says_what_to_do_when_it_cannot_run(

@@ -1,4 +1,5 @@
-"""Small synthetic shops whose best settings are known, for the tuning tests."""
+"""Small synthetic shops whose best settings are known, for the tuning and ranker tests,
+and the way in and out of the embedded app they use."""
 
 from __future__ import annotations
 
@@ -73,3 +74,19 @@ def post_shop(client: Any, rows: list[dict[str, Any]], probe: tuple[str, ...] = 
     if views:
         assert client.post("/events", json=views).status_code == 202
     wait_until(lambda: client.get("/health/ready").status_code == 200, timeout_s=30)
+
+
+def probe(client: Any, count: int = 3) -> list[dict[str, Any]]:
+    """The recommendations the ``probe`` session of ``post_shop`` gets now."""
+    body = client.get("/recommendations", params={"session_id": "probe", "count": count}).json()
+    assert "items" in body, body
+    items: list[dict[str, Any]] = body["items"]
+    return items
+
+
+def gauge(client: Any, name: str) -> float:
+    """The value of an unlabelled metric on the app's ``/metrics``."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
