@@ -458,17 +458,11 @@ def training_cron_job(engine: Engine) -> Manifest:
     args = ["train", "--algorithm", training.algorithm]
     if training.since_days is not None:
         args += ["--since-days", repr(training.since_days)]
-    env = [
-        {"name": "RECO_LOG_FORMAT", "value": "json"},
-        _secret_env("RECO_DATABASE_URL", spec.postgres.url_secret_ref),
-        # gensim and implicit write their caches under HOME.
-        {"name": "HOME", "value": "/tmp"},
-    ]
     return _cron_job(
         engine,
         "train",
         args=args,
-        env=env,
+        env=[],
         schedule=training.schedule,
         suspend=training.suspend,
         resources=training.resources,
@@ -492,13 +486,8 @@ def tune_cron_job(engine: Engine) -> Manifest:
     ]  # fmt: skip
     if tune.since_days is not None:
         args += ["--since-days", repr(tune.since_days)]
-    env = [
-        {"name": "RECO_LOG_FORMAT", "value": "json"},
-        _secret_env("RECO_DATABASE_URL", spec.postgres.url_secret_ref),
-        {"name": "HOME", "value": "/tmp"},
-        # The item vectors of the embedding term are trained as reco train trains them.
-        {"name": "RECO_ALGORITHM", "value": spec.training.algorithm},
-    ]
+    # The item vectors of the embedding term are trained as reco train trains them.
+    env = [{"name": "RECO_ALGORITHM", "value": spec.training.algorithm}]
     env += [{"name": k, "value": v} for k, v in replay_settings_env(engine).items()]
     return _cron_job(
         engine,
@@ -525,9 +514,6 @@ def ranker_cron_job(engine: Engine) -> Manifest:
     if ranker.since_days is not None:
         args += ["--since-days", repr(ranker.since_days)]
     env = [
-        {"name": "RECO_LOG_FORMAT", "value": "json"},
-        _secret_env("RECO_DATABASE_URL", spec.postgres.url_secret_ref),
-        {"name": "HOME", "value": "/tmp"},
         # When the api serves item vectors, the replay trains them as reco train does.
         {"name": "RECO_ALGORITHM", "value": spec.training.algorithm},
         {"name": "RECO_RANKER_CANDIDATES", "value": str(ranker.candidates)},
@@ -558,7 +544,8 @@ def _cron_job(
     active_deadline_seconds: int,
 ) -> Manifest:
     """A one-shot command of the engine on a schedule, never two runs at once, on the nodes
-    ``spec.training`` selects."""
+    ``spec.training`` selects; it reads the PostgreSQL archive, and ``env`` comes after
+    what every such command needs."""
     spec = engine.spec
     training = spec.training
     assert training is not None
@@ -568,7 +555,13 @@ def _cron_job(
         "image": spec.image.reference,
         "imagePullPolicy": spec.image.pull_policy,
         "args": args,
-        "env": env,
+        "env": [
+            {"name": "RECO_LOG_FORMAT", "value": "json"},
+            _secret_env("RECO_DATABASE_URL", spec.postgres.url_secret_ref),
+            # gensim and implicit write their caches under HOME.
+            {"name": "HOME", "value": "/tmp"},
+            *env,
+        ],
         "resources": resources.model_dump(by_alias=True, exclude_defaults=True),
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
