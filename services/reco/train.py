@@ -75,7 +75,7 @@ def train_and_publish(
     params = params_of(settings)
     started = time.perf_counter()
     since = time.time() - settings.since_days * 86400 if settings.since_days else None
-    skipped = _Skipped()
+    skipped = Skipped()
     data = corpus(skipped.count(events, since), settings.event_weights, settings.session_gap_s)
     read_s = time.perf_counter() - started
     if not data.events:
@@ -132,12 +132,10 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
     from reco.ranking.training import RankerParams, beats_weighted_sum, fit, replay_examples
     from reco.tune import engine_settings, serving
 
-    events, catalog, models = _open(settings)
-    catalog.close()
+    models = open_models(settings)
     try:
-        since = time.time() - settings.since_days * 86400 if settings.since_days else None
-        skipped = _Skipped()
-        distinct = list(skipped.count(events, since))
+        skipped = Skipped()
+        distinct = list(distinct_events(settings, skipped))
         if not distinct:
             raise NothingToTrain("the archive holds no events to train the ranker on")
         served = serving(engine_settings(settings), models)
@@ -189,7 +187,7 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
 
 
 @dataclass
-class _Skipped:
+class Skipped:
     """The copies of re-sent events left out of the events trained on."""
 
     duplicates: int = 0
@@ -202,25 +200,52 @@ class _Skipped:
                 yield event
 
 
-def _open(settings: TrainSettings) -> tuple[Iterator[tuple[Event, int]], Catalog, ModelStore]:
+def open_models(settings: TrainSettings) -> ModelStore:
+    """Where versions are published: embedded mode's ``models.db`` when ``data_dir`` is set
+    (its event log must exist), else PostgreSQL's model table."""
     if settings.data_dir is not None:
-        from reco.adapters.sqlite_catalog import SqliteCatalog
-        from reco.adapters.sqlite_log import SqliteEventLog
         from reco.adapters.sqlite_models import SqliteModelStore
 
-        data = Path(settings.data_dir)
-        if not (data / "events.db").exists():
-            raise NothingToTrain(f"no event log in {data}: run `reco dev --data-dir {data}` first")
-        log_ = SqliteEventLog(data / "events.db")
-        events = ((e, copies) for _, e, copies in log_.iter_distinct_events())
-        return events, SqliteCatalog(data / "catalog.db"), SqliteModelStore(data / "models.db")
-    url = settings.database_url.get_secret_value()
-    archive = open_archive(url)
+        return SqliteModelStore(_data_dir(settings) / "models.db")
+    return open_model_store(settings.database_url.get_secret_value())
 
-    def stream() -> Iterator[tuple[Event, int]]:
-        try:
-            yield from ((e, copies) for _, e, copies in archive.iter_distinct_events())
-        finally:
-            archive.close()
 
-    return stream(), open_catalog(url), open_model_store(url)
+def archived(settings: TrainSettings) -> Iterator[tuple[Event, int]]:
+    """Each archived event once, with how many copies of it were archived, in time order:
+    embedded mode's event log, else the PostgreSQL archive (opened when first read, closed
+    at the end or when the iterator is closed)."""
+    if settings.data_dir is not None:
+        from reco.adapters.sqlite_log import SqliteEventLog
+
+        log_ = SqliteEventLog(_data_dir(settings) / "events.db")
+        yield from ((e, copies) for _, e, copies in log_.iter_distinct_events())
+        return
+    archive = open_archive(settings.database_url.get_secret_value())
+    try:
+        yield from ((e, copies) for _, e, copies in archive.iter_distinct_events())
+    finally:
+        archive.close()
+
+
+def distinct_events(settings: TrainSettings, skipped: Skipped | None = None) -> Iterator[Event]:
+    """``archived``'s events of the last ``since_days`` (all when unset), each once."""
+    since = time.time() - settings.since_days * 86400 if settings.since_days else None
+    return (skipped or Skipped()).count(archived(settings), since)
+
+
+def _data_dir(settings: TrainSettings) -> Path:
+    data = Path(settings.data_dir or ".")
+    if not (data / "events.db").exists():
+        raise NothingToTrain(f"no event log in {data}: run `reco dev --data-dir {data}` first")
+    return data
+
+
+def _open(settings: TrainSettings) -> tuple[Iterator[tuple[Event, int]], Catalog, ModelStore]:
+    models = open_models(settings)
+    if settings.data_dir is not None:
+        from reco.adapters.sqlite_catalog import SqliteCatalog
+
+        catalog: Catalog = SqliteCatalog(Path(settings.data_dir) / "catalog.db")
+    else:
+        catalog = open_catalog(settings.database_url.get_secret_value())
+    return archived(settings), catalog, models

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from reco.adapters.factory import open_archive, open_model_store
 from reco.embeddings import EMBEDDINGS
 from reco.evaluation.data import NextData, UserData, next_data, sessionize, user_data
 from reco.evaluation.search import (
@@ -46,7 +44,7 @@ from reco.evaluation.search import (
 from reco.events import Event
 from reco.ports import ModelStore, ModelVersion
 from reco.settings import TUNED_SETTINGS, EngineSettings, TunedSettings, TuneSettings
-from reco.train import params_of
+from reco.train import distinct_events, open_models, params_of
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +128,9 @@ def run(
     result when it beats the start beyond noise (not with ``dry_run``)."""
     models = open_models(settings)
     try:
-        if events is None:
-            events = archived(settings)
-        report = tune(list(events), settings, models)
+        report = tune(
+            list(distinct_events(settings) if events is None else events), settings, models
+        )
         if dry_run:
             report.verdict += " (dry run: nothing published)"
         elif report.changed and _beats_start(report):
@@ -153,37 +151,6 @@ def clear(settings: TuneSettings) -> ModelVersion:
         return version
     finally:
         models.close()
-
-
-def open_models(settings: TuneSettings) -> ModelStore:
-    """Where results are published: embedded mode's ``models.db``, else PostgreSQL."""
-    if settings.data_dir is not None:
-        from reco.adapters.sqlite_models import SqliteModelStore
-
-        data = Path(settings.data_dir)
-        if not (data / "events.db").exists():
-            raise NothingToTune(f"no event log in {data}: run `reco dev --data-dir {data}` first")
-        return SqliteModelStore(data / "models.db")
-    return open_model_store(settings.database_url.get_secret_value())
-
-
-def archived(settings: TuneSettings) -> Iterator[Event]:
-    """The archived events, each once (a re-sent copy counts once, as the processor applies
-    it), of the last ``since_days`` when set."""
-    since = time.time() - settings.since_days * 86400 if settings.since_days else None
-    if settings.data_dir is not None:
-        from reco.adapters.sqlite_log import SqliteEventLog
-
-        rows = SqliteEventLog(Path(settings.data_dir) / "events.db").iter_distinct_events()
-        yield from (e for _, e, _ in rows if since is None or e.timestamp >= since)
-        return
-    archive = open_archive(settings.database_url.get_secret_value())
-    try:
-        for _, event, _ in archive.iter_distinct_events():
-            if since is None or event.timestamp >= since:
-                yield event
-    finally:
-        archive.close()
 
 
 def tune(events: Sequence[Event], settings: TuneSettings, models: ModelStore) -> TuneReport:
