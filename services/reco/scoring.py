@@ -187,12 +187,12 @@ class Ranked(Sequence[Candidate]):
 
     @property
     def totals(self) -> dict[str, float]:
-        """The hybrid score of each candidate."""
+        """The score each candidate is ranked by: the weighted sum, or a ranker's."""
         return self._totals
 
     def reranked(self, order: list[str], scores: Sequence[float]) -> Ranked:
-        """Some of these candidates, in ``order``, scored ``scores`` (non-increasing) by
-        another model (the ranker); each keeps the signals and sources of its reasons."""
+        """These candidates in ``order``, scored ``scores`` (non-increasing) by another model
+        (the ranker); each keeps the signals and sources of its reasons."""
         totals = dict(zip(order, scores, strict=True))
         return Ranked(list(order), totals, self._parts, self._best, self.raw)
 
