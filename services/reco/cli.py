@@ -4,6 +4,7 @@ reco dev [--demo]                       ingest + processor + api in one process
 reco replay FILE --format F [--url U]   send a dataset to a running engine
 reco train [--data-dir D]               item vectors from the archived events, a new model version
 reco eval --train T --format F ...      measure recommendation quality (EVALUATION.md)
+reco ab report [--url U]                the running experiments' variants compared
 
 A mistake a person can fix ends a command with one line on stderr, ``reco COMMAND: what is
 wrong; what to do``, and exit code 2 for usage (a flag, a ``RECO_*`` setting) or 1 for a
@@ -288,6 +289,23 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--plot", type=Path, help="write HR@K and MRR@K curves to this PNG")
     ev.set_defaults(run=_eval)
+
+    ab = sub.add_parser("ab", help="online experiments (A/B tests of /recommendations)")
+    ab_sub = ab.add_subparsers(required=True, metavar="ACTION", dest="action")
+    ab_report = ab_sub.add_parser(
+        "report",
+        help="each experiment's variants compared: events per impression, intervals",
+    )
+    ab_report.add_argument(
+        "--url",
+        help=(
+            "ask a running engine (GET URL/experiments: the embedded one, an api Service); "
+            "without it, read the counters in Redis (RECO_REDIS_URL) with RECO_EXPERIMENTS"
+        ),
+    )
+    ab_report.add_argument("--api-key", help="read key, sent as 'Authorization: Bearer KEY'")
+    ab_report.add_argument("--json", action="store_true", help="print one JSON object")
+    ab_report.set_defaults(run=_ab_report)
     return parser
 
 
@@ -537,6 +555,47 @@ def _replay(args: argparse.Namespace) -> int:
         f"{report.seconds:.1f} s, {report.events_per_s:,.0f} events/s"
     )
     return 0 if report.rejected == 0 else 1
+
+
+def _ab_report(args: argparse.Namespace) -> int:
+    import orjson
+
+    from reco.experiments import ExperimentReport, format_report
+
+    if args.url:
+        reports = [ExperimentReport.from_dict(e) for e in _get_json(args)["experiments"]]
+    else:
+        from reco.experiments import report
+        from reco.services.common import open_store
+
+        settings = ApiSettings()
+        store = open_store(settings)
+        try:
+            weights = settings.event_weights
+            kinds = sorted(weights, key=lambda t: (weights[t], t))
+            reports = report(store.experiment_counts(), settings.experiments, kinds)
+        finally:
+            store.close()
+    if args.json:
+        print(orjson.dumps({"experiments": [r.to_dict() for r in reports]}).decode())
+    else:
+        print(format_report(reports), end="")
+    return 0
+
+
+def _get_json(args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    url = args.url.rstrip("/") + "/experiments"
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise BackendUnavailable(f"{url}: {exc}") from exc
+    if response.status_code != 200:
+        raise RecoError(f"{url} answered {response.status_code}: {response.text[:200]}")
+    data: dict[str, Any] = response.json()
+    return data
 
 
 def _eval(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from reco.adapters.sqlite_catalog import SqliteCatalog
 from reco.adapters.sqlite_log import SqliteConsumer, SqliteEventLog, SqliteProducer
 from reco.adapters.sqlite_models import SqliteModelStore
 from reco.api import Recommender, routers
+from reco.api.impressions import ImpressionLog
 from reco.api.models import ModelHolder, RankerHolder, TunedSettingsHolder, serve_models
 from reco.ingest import IngestService
 from reco.ingest import router as ingest_router
@@ -129,13 +130,17 @@ def create_app(settings: EmbeddedSettings, engine: EmbeddedEngine | None = None)
         models = ModelHolder(eng.models, metrics)
         tuned = TunedSettingsHolder(eng.models, metrics, settings)
         ranker = RankerHolder(eng.models, metrics, settings.use_ranker)
+        impressions = ImpressionLog(eng.producer, metrics) if settings.experiments else None
+        app.state.impressions = impressions
         app.state.recommender = Recommender(
-            eng.store, eng.catalog, settings, metrics, models, tuned, ranker
+            eng.store, eng.catalog, settings, metrics, models, tuned, ranker, impressions
         )
         async with serve_models([models, tuned, ranker], settings.model_refresh_s):
             try:
                 yield
             finally:
+                if impressions is not None:
+                    impressions.close()
                 if owned:
                     eng.close()
 

@@ -109,6 +109,14 @@ class EventIn(BaseModel):
     )
     session_id: Identifier | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
+    recommendation_id: Identifier | None = Field(
+        None,
+        description=(
+            "The `recommendation_id` of the response the item was shown in, when the event "
+            "comes from a recommendation (a click on it, its item put in the cart): the "
+            "event is attributed to that recommendation's experiment variant."
+        ),
+    )
 
 
 class _WireEvent(msgspec.Struct, forbid_unknown_fields=True):
@@ -128,6 +136,7 @@ class _WireEvent(msgspec.Struct, forbid_unknown_fields=True):
     timestamp: float | str | None = None
     session_id: _FastId | None = None
     properties: dict[str, Any] = {}
+    recommendation_id: _FastId | None = None
 
 
 class InvalidEvent(RecoError):
@@ -148,6 +157,8 @@ class Event:
     properties: Mapping[str, Any] = field(default_factory=dict)
     trace: str | None = None
     """W3C ``traceparent`` of the request that accepted the event, when tracing is on."""
+    recommendation_id: str | None = None
+    """The recommendation the client says the event came from (see ``reco.experiments``)."""
 
     def to_json(self) -> bytes:
         data = {
@@ -162,6 +173,8 @@ class Event:
         }
         if self.trace is not None:
             data["trace"] = self.trace
+        if self.recommendation_id is not None:
+            data["recommendation_id"] = self.recommendation_id
         return _ENCODER.encode(data)
 
     @classmethod
@@ -179,6 +192,7 @@ class Event:
                 session_id=data.get("session_id"),
                 properties=data.get("properties") or {},
                 trace=data.get("trace"),
+                recommendation_id=data.get("recommendation_id"),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise InvalidEvent(f"undecodable event record: {exc}") from exc
@@ -217,6 +231,7 @@ class EventValidator:
                 and _plain(w.item_id)
                 and _plain(w.event_id)
                 and _plain(w.session_id)
+                and _plain(w.recommendation_id)
             ):
                 return None
             try:
@@ -228,7 +243,7 @@ class EventValidator:
             event_id = next(new_ids) if w.event_id is None else w.event_id
             events.append(
                 Event(event_id, w.user_id, w.item_id, w.type, ts, now, w.session_id,
-                      w.properties, trace)
+                      w.properties, trace, w.recommendation_id)
             )  # fmt: skip
         return events
 
@@ -265,6 +280,7 @@ class EventValidator:
             session_id=wire.session_id,
             properties=wire.properties,
             trace=trace,
+            recommendation_id=wire.recommendation_id,
         )
 
 

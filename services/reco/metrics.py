@@ -133,6 +133,13 @@ class ProcessorMetrics(ConsumerMetrics):
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
+        self.experiment_events = Counter(
+            "experiment_events",
+            "Recommendations served in an experiment (kind impressions) and the events "
+            "attributed to them (kind: the event type), by experiment and variant.",
+            ["experiment", "variant", "kind"],
+            registry=r,
+        )
 
 
 class ArchiverMetrics(ConsumerMetrics):
@@ -201,6 +208,13 @@ class ApiMetrics(BackendMetrics):
         self.tuned_settings_load_failures = Counter(
             "tuned_settings_load_failures",
             "Newer reco tune results that could not be applied (the last good one stays).",
+            registry=r,
+        )
+        self.experiment_impressions_dropped = Counter(
+            "experiment_impressions_dropped",
+            "Impression records the api could not write to the event log (full queue, log "
+            "unavailable): their recommendations count in no variant.",
+            ["reason"],
             registry=r,
         )
 

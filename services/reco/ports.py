@@ -187,6 +187,10 @@ class FeatureStore(Protocol):
 
     def popular(self, limit: int, category: str | None = None) -> Scored: ...
 
+    def experiment_counts(self) -> dict[str, int]:
+        """The experiments' counters, ``<experiment>/<variant>/<kind>`` -> count: impressions
+        and the events attributed to them (``reco.experiments``), written with the batches."""
+
     def snapshot(self) -> dict[str, Any]:
         """Every feature in a canonical form, to compare two stores."""
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # fav (a shop's "add to wishlist", Taobao's fav) is accepted like a click: refusing a common
@@ -36,6 +37,125 @@ class SignalWeights(BaseModel):
     # quarter of next views repeat a session item, which the api shows only to pages that
     # ask for seen items (exclude_seen=false).
     recency: float = Field(4.0, ge=0, description="Items the user saw, most recent first.")
+
+
+def camel_key(field: str) -> str:
+    """``popularity_half_life_s`` -> ``popularityHalfLifeSeconds``: camelCase, with the
+    ``_s`` suffix spelled out as Kubernetes names durations (the CRD's spelling)."""
+    if field.endswith("_s"):
+        field = field[:-2] + "_seconds"
+    return to_camel(field)
+
+
+class CamelOrSnake(BaseModel):
+    """Accepts its fields under their snake_case names (``RECO_*`` JSON, the model store)
+    and under the CRD's camelCase ones (``spec.experiments``); dumps snake_case."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=camel_key, populate_by_name=True)
+
+
+class TunedSettings(CamelOrSnake):
+    """A ``reco tune`` result, or an experiment variant's override: request-time settings
+    the api applies over its configured ones. Only what a request reads is here (the
+    features in the store do not depend on it), so a replica swaps it in without a restart
+    or a rebuild. Unset fields keep the configured value; an empty document gives every
+    configured value back."""
+
+    weights: SignalWeights | None = None
+    history_decay: float | None = Field(None, gt=0, le=1)
+    context_items: int | None = Field(None, ge=1)
+    related_per_item: int | None = Field(None, ge=1)
+    neighbour_sample: int | None = Field(None, ge=0)
+    neighbour_k: int | None = Field(None, ge=0)
+
+    def apply(self, base: EngineSettings) -> EngineSettings:
+        """``base`` with this result's values."""
+        update = {name: getattr(self, name) for name in type(self).model_fields}
+        return base.model_copy(update={k: v for k, v in update.items() if v is not None})
+
+    @classmethod
+    def between(cls, base: EngineSettings, tuned: EngineSettings) -> TunedSettings:
+        """The result that turns ``base`` into ``tuned`` (only the fields that differ)."""
+        return cls(
+            **{
+                name: getattr(tuned, name)
+                for name in cls.model_fields
+                if getattr(tuned, name) != getattr(base, name)
+            }
+        )
+
+    def describe(self) -> str:
+        """``weights.coview=0 history_decay=0.8 ...`` (empty: nothing set)."""
+        out = []
+        for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, dict):
+                out += [f"{name}.{k}={v:g}" for k, v in value.items()]
+            else:
+                out.append(f"{name}={value:g}")
+        return " ".join(out)
+
+
+EXPERIMENT_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$"
+"""Experiment and variant names: lower-case letters, digits and ``-``, 32 at most. They
+appear in recommendation ids (``<experiment>.<variant>.<random>``) and in metric labels."""
+
+ExperimentName = Annotated[str, Field(pattern=EXPERIMENT_NAME_PATTERN)]
+
+
+class Variant(CamelOrSnake):
+    """One arm of an experiment: how the subjects assigned to it are served."""
+
+    name: ExperimentName
+    weight: float = Field(
+        1.0, gt=0, description="Share of the experiment's subjects, relative to the others."
+    )
+    ranker: bool = Field(
+        False,
+        description=(
+            "Order candidates by the newest `reco train --ranker` model (when one is "
+            "published and useRanker is on); false: by the weighted sum."
+        ),
+    )
+    settings: TunedSettings = Field(
+        default_factory=TunedSettings,
+        description=(
+            "Request-time settings over the served ones (weights, historyDecay, "
+            "contextItems, relatedPerItem, neighbourSample, neighbourK)."
+        ),
+    )
+
+
+class Experiment(CamelOrSnake):
+    """An online A/B test of ``/recommendations``: subjects (users, else sessions) split
+    between variants by a stable hash; impressions and the events attributed to them are
+    counted per variant by the processor (docs/experiments.md)."""
+
+    name: ExperimentName
+    variants: list[Variant] = Field(min_length=2, description="The arms, the first is control.")
+    traffic: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "Share of all subjects in this experiment; experiments take disjoint slices, so "
+            "that no subject is in two."
+        ),
+    )
+    attribution_window_s: float = Field(
+        1800.0,
+        gt=0,
+        description=(
+            "An event of a user on an item shown to them this long before (without the "
+            "recommendation's id) is attributed to that recommendation."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _unique_variants(self) -> Experiment:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment {self.name}: variant names must differ, got {names}")
+        return self
 
 
 class EngineSettings(BaseSettings):
@@ -134,59 +254,48 @@ class EngineSettings(BaseSettings):
         ),
     )
 
+    experiments: list[Experiment] = Field(
+        default_factory=list,
+        description=(
+            "Online A/B tests of /recommendations (docs/experiments.md); each takes its own "
+            "slice of the subjects."
+        ),
+    )
+
     @field_validator("event_weights")
     @classmethod
     def _weights_valid(cls, value: dict[str, float]) -> dict[str, float]:
         for name, weight in value.items():
             if not name or weight < 0:
                 raise ValueError(f"event type {name!r} needs a name and a weight >= 0")
+            if name == IMPRESSION_TYPE:
+                raise ValueError(
+                    f"event type {name!r} is the engine's own record of a recommendation "
+                    "shown; choose another name"
+                )
+        return value
+
+    @field_validator("experiments")
+    @classmethod
+    def _experiments_valid(cls, value: list[Experiment]) -> list[Experiment]:
+        names = [e.name for e in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment names must differ, got {names}")
+        traffic = sum(e.traffic for e in value)
+        if traffic > 1 + 1e-9:
+            raise ValueError(
+                f"the experiments' traffic adds up to {traffic:g}; at most 1, since each "
+                "subject is in one experiment at most"
+            )
         return value
 
 
+IMPRESSION_TYPE = "impression"
+"""The type of the records the api writes to the event log for each recommendation it
+served in an experiment; clients cannot send it (``event_weights`` refuses the name)."""
+
 TUNED_SETTINGS = "tuned-settings"
 """The model-store kind of ``reco tune``'s results."""
-
-
-class TunedSettings(BaseModel):
-    """A ``reco tune`` result: request-time settings the api applies over its configured
-    ones. Only what a request reads is here (the features in the store do not depend on
-    it), so a replica swaps it in without a restart or a rebuild. Unset fields keep the
-    configured value; an empty document gives every configured value back."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    weights: SignalWeights | None = None
-    history_decay: float | None = Field(None, gt=0, le=1)
-    context_items: int | None = Field(None, ge=1)
-    related_per_item: int | None = Field(None, ge=1)
-    neighbour_sample: int | None = Field(None, ge=0)
-    neighbour_k: int | None = Field(None, ge=0)
-
-    def apply(self, base: EngineSettings) -> EngineSettings:
-        """``base`` with this result's values."""
-        update = {name: getattr(self, name) for name in type(self).model_fields}
-        return base.model_copy(update={k: v for k, v in update.items() if v is not None})
-
-    @classmethod
-    def between(cls, base: EngineSettings, tuned: EngineSettings) -> TunedSettings:
-        """The result that turns ``base`` into ``tuned`` (only the fields that differ)."""
-        return cls(
-            **{
-                name: getattr(tuned, name)
-                for name in cls.model_fields
-                if getattr(tuned, name) != getattr(base, name)
-            }
-        )
-
-    def describe(self) -> str:
-        """``weights.coview=0 history_decay=0.8 ...`` (empty: nothing set)."""
-        out = []
-        for name, value in self.model_dump(exclude_none=True).items():
-            if isinstance(value, dict):
-                out += [f"{name}.{k}={v:g}" for k, v in value.items()]
-            else:
-                out.append(f"{name}={value:g}")
-        return " ".join(out)
 
 
 # Which engine settings each role reads. The Kubernetes operator rolls a role's pods only
@@ -217,6 +326,7 @@ ROLE_SETTINGS: dict[str, frozenset[str]] = {
         "max_session_items",
         "coview_half_life_s",
         "popularity_half_life_s",
+        "experiments",
     },
     "archiver": frozenset(),
     "api": _STORE_CAPS
@@ -238,6 +348,7 @@ ROLE_SETTINGS: dict[str, frozenset[str]] = {
         "feature_cache_size",
         "tuned_settings",
         "use_ranker",
+        "experiments",
         "max_batch_events",
         "max_body_bytes",
     },

@@ -25,7 +25,7 @@ from reco.embeddings import EMBEDDINGS
 from reco.embeddings.training import TrainParams, corpus, train
 from reco.events import Event
 from reco.ports import Catalog, ModelStore, ModelVersion
-from reco.settings import TrainSettings
+from reco.settings import IMPRESSION_TYPE, TrainSettings
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,10 @@ def archived(settings: TrainSettings) -> Iterator[tuple[Event, int]]:
         from reco.adapters.sqlite_log import SqliteEventLog
 
         log_ = SqliteEventLog(_data_dir(settings) / "events.db")
-        yield from ((e, copies) for _, e, copies in log_.iter_distinct_events())
+        # The log holds the api's impression records too: what users did is the rest.
+        yield from (
+            (e, copies) for _, e, copies in log_.iter_distinct_events() if e.type != IMPRESSION_TYPE
+        )
         return
     archive = open_archive(settings.database_url.get_secret_value())
     try:

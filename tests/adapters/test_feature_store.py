@@ -217,6 +217,34 @@ def test_apply_is_a_compare_and_set_on_offsets(feature_store: FeatureStore) -> N
     assert feature_store.popular(1) == [("a", 2.0)]
 
 
+def test_experiment_counters_move_with_the_offsets(feature_store: FeatureStore) -> None:
+    """Impressions and attributed events are counted once: a replayed batch, refused by
+    the offsets' compare-and-set, adds nothing; a reset forgets them with the features."""
+    assert feature_store.experiment_counts() == {}
+    first = _delta(p0=4)
+    first.experiments["ab/control/impressions"] += 3
+    first.experiments["ab/control/click"] += 1
+    first.experiments["ab/engine/impressions"] += 2
+    assert feature_store.apply(first) is ApplyOutcome.APPLIED
+    replayed = _delta(p0=4)
+    replayed.experiments["ab/control/impressions"] += 3
+    assert feature_store.apply(replayed) is ApplyOutcome.STALE
+    onward = _delta(base={0: 4}, p0=6)
+    onward.experiments["ab/engine/click"] += 2
+    onward.experiments["ab/control/impressions"] += 1
+    assert feature_store.apply(onward) is ApplyOutcome.APPLIED
+    expected = {
+        "ab/control/click": 1,
+        "ab/control/impressions": 4,
+        "ab/engine/click": 2,
+        "ab/engine/impressions": 2,
+    }
+    assert feature_store.experiment_counts() == expected
+    assert feature_store.snapshot()["experiments"] == expected
+    feature_store.reset()
+    assert feature_store.experiment_counts() == {}
+
+
 # -- session neighbours ------------------------------------------------------------------
 def _index(d: FeatureDelta) -> FeatureDelta:
     """Index every item of the delta's sessions at the session's last activity, as

@@ -112,6 +112,7 @@ class MemoryFeatureStore:
         """item -> {session: its last activity}: the session-neighbour index."""
         self._sessions: OrderedDict[str, SessionState] = OrderedDict()
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self._experiments: defaultdict[str, int] = defaultdict(int)
         self._versions: defaultdict[str, int] = defaultdict(int)
         # Sorted views of the score tables, built on first read after a write: requests
         # outnumber batches, and a request reads ~10 lists.
@@ -183,6 +184,8 @@ class MemoryFeatureStore:
                 self._seen[event_id] = None
             while len(self._seen) > self._dedupe_window:
                 self._seen.popitem(last=False)
+            for counter, by in delta.experiments.items():
+                self._experiments[counter] += by
             self._offsets.update(delta.offsets)
         return ApplyOutcome.APPLIED
 
@@ -377,7 +380,12 @@ class MemoryFeatureStore:
                 "neighbour_index": {
                     k: dict(sorted(v.items())) for k, v in sorted(self._index.items())
                 },
+                "experiments": dict(sorted(self._experiments.items())),
             }
+
+    def experiment_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._experiments.items()))
 
     def ready(self) -> bool:
         return True

@@ -370,12 +370,18 @@ class RedisClusterFeatureStore(RedisReads):
     def _journal(self, batch: Journal, delta: FeatureDelta) -> list[Any]:
         """Step a, waiting for the meta master's replica."""
         keys = self._keys
-        check = orjson.dumps({"offsets": batch.offsets, "base": sorted(delta.base_offsets.items())})
+        check = orjson.dumps(
+            {
+                "offsets": batch.offsets,
+                "base": sorted(delta.base_offsets.items()),
+                "experiments": delta.experiments,
+            }
+        )
         blob = batch.dumps() if batch.writes else ""
 
         def send(pipe: ClusterPipeline) -> None:
             self._scripts["journal"](
-                keys=[keys.landmark, keys.offsets, keys.pending, keys.moved],
+                keys=[keys.landmark, keys.offsets, keys.pending, keys.moved, keys.experiments],
                 args=[batch.batch, float(batch.landmark), check, blob],
                 client=pipe,
             )

@@ -22,9 +22,11 @@ STARTED, ALREADY, REFUSED, UNFINISHED = 1, 0, -1, -2
 """``MOVE_START``: a move begun (the caller holds the lease), the landmark already the new
 one, the factors relative to a landmark the store no longer holds, another move not done."""
 
-# Step a, on the meta slot. KEYS: landmark, offsets, pending, moved. ARGV: batch id, the
-# batch's landmark, {"offsets": [[partition, offset after the batch]], "base": [[partition,
-# offset the batch starts at]]} as JSON, the journal ('' when the batch writes nothing).
+# Step a, on the meta slot. KEYS: landmark, offsets, pending, moved, experiments. ARGV: batch
+# id, the batch's landmark, {"offsets": [[partition, offset after the batch]], "base":
+# [[partition, offset the batch starts at]], "experiments": {counter: increment}} as JSON,
+# the journal ('' when the batch writes nothing). The experiments' counters are written
+# here, with the offsets, rather than by a group: they are one hash for the whole store.
 # Reply: {APPLIED} | {STALE or RESET, partition, stored offset or -1} | {OTHER_LANDMARK,
 # stored landmark} (also while a landmark move is not done: nothing is journaled then, so
 # that no group is written at a landmark it has not reached).
@@ -39,6 +41,7 @@ elseif tonumber(current) ~= tonumber(ARGV[2]) or call('HGET', KEYS[4], 'done') =
   return {{{OTHER_LANDMARK}, current}}
 end
 if ARGV[4] ~= '' then call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
+for counter, by in pairs(d.experiments) do call('HINCRBY', KEYS[5], counter, by) end
 for _, po in ipairs(d.offsets) do call('HSET', KEYS[2], po[1], po[2]) end
 return {{{APPLIED}}}
 """

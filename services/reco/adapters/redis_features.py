@@ -351,6 +351,7 @@ class RedisFeatureStore(RedisReads):
             "users": [[user, p.session_id] for user, p in delta.profiles.items()],
             "sessions": list(delta.sessions),
             "event_ids": delta.event_ids,
+            "experiments": delta.experiments,
         }
         profiles = [orjson.dumps(p.to_dict()) for p in delta.profiles.values()]
         states = [orjson.dumps(s.to_dict()) for s in delta.sessions.values()]

@@ -25,6 +25,8 @@ key                        type    what it holds                                
 ``<p>nbr:<item>``          zset    session holding the item -> the session's     cap [7]_
                                    last activity when it last held the item
                                    (event time, not decayed)
+``<p>experiments``         hash    ``<experiment>/<variant>/<kind>`` ->          variants x
+                                   impressions or attributed events              event types
 =========================  ======  ============================================  ===========
 
 .. [1] ``max_related_per_item``: trimmed to the strongest once 25 % over it, like the
@@ -88,6 +90,7 @@ key                            type    what it holds                            
 ``<p>{m}:moved``               hash    the last landmark move: ``from``, ``to``, one key
                                        factors, ``done``
 ``<p>{m}:mover``               string  lease of the process finishing a move     TTL
+``<p>{m}:experiments``         hash    as above, written with the journal        as above
 ``<p>{m}:pop``, ``applied``,   zset,   global popularity: the meta group         cap [2]_
 ``scale``                      hashes
 =============================  ======  ========================================  ==========
@@ -118,6 +121,7 @@ CATEGORY_POPULAR: Final = "pop:cat:"
 USER: Final = "user:"
 SESSION: Final = "session:"
 SESSIONS: Final = "sessions"
+EXPERIMENTS: Final = "experiments"
 SEEN: Final = "seen"
 NEIGHBOURS: Final = "nbr:"
 # Cluster only (ClusterKeys).
@@ -154,6 +158,9 @@ class KeyLayout(Protocol):
 
     @property
     def offsets(self) -> str: ...
+
+    @property
+    def experiments(self) -> str: ...
 
     @property
     def session_indexes(self) -> tuple[str, ...]:
@@ -198,6 +205,10 @@ class RedisKeys:
         return self.prefix + CLOCK
 
     @property
+    def experiments(self) -> str:
+        return self.prefix + EXPERIMENTS
+
+    @property
     def sessions(self) -> str:
         return self.prefix + SESSIONS
 
@@ -212,7 +223,15 @@ class RedisKeys:
     @property
     def singletons(self) -> tuple[str, ...]:
         """Every key that is not in a family, the offsets and the landmark last."""
-        return (self.popular(), self.sessions, self.seen, self.clock, self.offsets, self.landmark)
+        return (
+            self.popular(),
+            self.sessions,
+            self.seen,
+            self.clock,
+            self.experiments,
+            self.offsets,
+            self.landmark,
+        )
 
     def coview(self, item: str) -> str:
         return self.prefix + COVIEW + item
@@ -298,6 +317,10 @@ class ClusterKeys:
     @property
     def mover(self) -> str:
         return self.tag(META) + MOVER
+
+    @property
+    def experiments(self) -> str:
+        return self.tag(META) + EXPERIMENTS
 
     # -- every group ---------------------------------------------------------------------
     def applied(self, group: int | str) -> str:
@@ -402,6 +425,7 @@ def lua_prelude() -> str:
         "K_POPULAR": POPULAR,
         "K_SESSIONS": SESSIONS,
         "K_SEEN": SEEN,
+        "K_EXPERIMENTS": EXPERIMENTS,
     }
     families = {
         "k_coview": COVIEW,

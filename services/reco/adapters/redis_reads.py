@@ -403,7 +403,13 @@ class RedisReads:
                 "profiles": self._profiles(),
                 "sessions": self._sessions(),
                 "neighbour_index": self._lists(NEIGHBOURS),
+                "experiments": self.experiment_counts(),
             }
+
+    def experiment_counts(self) -> dict[str, int]:
+        with self._reaching("experiment_counts"):
+            stored = cast(dict[str, str], self._client.hgetall(self._keys.experiments))
+        return {k: int(v) for k, v in sorted(stored.items())}
 
     def ready(self) -> bool:
         try:

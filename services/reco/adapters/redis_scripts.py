@@ -182,6 +182,7 @@ if #d.sessions > 0 then
 end
 
 remember(K_CLOCK, K_SEEN, d.event_ids, WINDOW)
+for counter, by in pairs(d.experiments) do call('HINCRBY', K_EXPERIMENTS, counter, by) end
 
 for _, po in ipairs(d.offsets) do call('HSET', K_OFFSETS, po[1], po[2]) end
 return {{{APPLIED}}}

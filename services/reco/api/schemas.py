@@ -23,6 +23,17 @@ class RecommendationsOut(BaseModel):
     personalised: bool = Field(
         description="False when no personal signal was found and popular items stand in."
     )
+    recommendation_id: str | None = Field(
+        None,
+        description=(
+            "This response's id (GET /recommendations): send it as `recommendation_id` with "
+            "the events of its items (a click, a cart) to attribute them to it."
+        ),
+    )
+    experiment: str | None = Field(
+        None, description="The experiment the subject is in, if any (docs/experiments.md)."
+    )
+    variant: str | None = Field(None, description="The experiment's variant that served it.")
 
 
 class ItemOut(BaseModel):

@@ -7,10 +7,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 
 from reco.api.cache import ResponseCache
+from reco.api.impressions import ImpressionLog
 from reco.api.models import ModelHolder, RankerHolder, TunedSettingsHolder
 from reco.api.schemas import RecommendationsOut, RecommendedItem
 from reco.catalog import Item
 from reco.embeddings import EmbeddingModel
+from reco.experiments import (
+    Assignment,
+    ExperimentReport,
+    Experiments,
+    impression,
+    recommendation_id,
+    report,
+)
 from reco.metrics import ApiMetrics
 from reco.ports import Catalog, FeatureStore, RecoInputs
 from reco.rules import RuleOptions, boost_new_items, select
@@ -34,7 +43,10 @@ class Recommender:
         models: ModelHolder | None = None,
         tuned: TunedSettingsHolder | None = None,
         ranker: RankerHolder | None = None,
+        impressions: ImpressionLog | None = None,
     ) -> None:
+        """``impressions`` receives a record of each recommendation served in one of the
+        settings' experiments; without it, experiments assign variants but count nothing."""
         self._store = store
         self._catalog = catalog
         self._s = settings
@@ -44,6 +56,9 @@ class Recommender:
         # the newest reco tune result over them.
         self._tuned = tuned or TunedSettingsHolder(None, metrics, settings)
         self._ranker = ranker or RankerHolder(None, metrics)
+        self._experiments = Experiments(settings.experiments)
+        self._impressions = impressions
+        self._variant_settings: dict[tuple[int, str, str], EngineSettings] = {}
         self._cache: ResponseCache[RecommendationsOut] = ResponseCache(
             settings.cache_size, settings.cache_ttl_s
         )
@@ -57,16 +72,29 @@ class Recommender:
         options: RuleOptions,
     ) -> RecommendationsOut:
         started = time.perf_counter()
-        s, tuned = self._tuned.settings(), self._tuned.version
+        assignment = (
+            self._experiments.assign(user_id if user_id is not None else session_id or "")
+            if self._experiments
+            else None
+        )
+        s, tuned = self._settings_for(assignment)
         inputs = self._inputs(s, user_id, session_id, _pool(count), options.category)
         model, ranker = self._models.current, self._ranker.current
+        if assignment is not None and not assignment.variant.ranker:
+            ranker = None
         versions = (model.version if model else 0, tuned, ranker.version if ranker else 0)
-        key = ("reco", user_id, session_id, count, options, versions)
+        variant = assignment.variant.name if assignment else None
+        key = ("reco", user_id, session_id, count, options, versions, variant)
         cached = self._cache.get(key, inputs.version)
         if cached is not None:
             self._metrics.cache_hits.inc()
+            # Each response is its own recommendation: the same page served again is
+            # another impression, under another id.
+            fresh = recommendation_id(assignment)
+            response = cached.model_copy(update={"recommendation_id": fresh})
+            self._shown(response, assignment)
             self._observe("recommendations", started)
-            return cached
+            return response
         self._metrics.cache_misses.inc()
 
         ranked = self._rank(s, inputs, model)
@@ -84,10 +112,49 @@ class Recommender:
             category=options.category,
             items=self._explain(chosen, items, options.category),
             personalised=personal,
+            recommendation_id=recommendation_id(assignment),
+            experiment=assignment.experiment.name if assignment else None,
+            variant=variant,
         )
         self._cache.put(key, inputs.version, response)
+        self._shown(response, assignment)
         self._observe("recommendations", started)
         return response
+
+    def experiment_report(self) -> list[ExperimentReport]:
+        """The configured experiments' variants compared, from the store's counters; the
+        event types in the order of their weight (views first, purchases last)."""
+        weights = self._s.event_weights
+        kinds = sorted(weights, key=lambda t: (weights[t], t))
+        return report(self._store.experiment_counts(), self._s.experiments, kinds)
+
+    def _settings_for(self, assignment: Assignment | None) -> tuple[EngineSettings, int]:
+        """The request-time settings of a variant: the served ones (configured, with the
+        newest reco tune result over them) with the variant's own over those."""
+        s, tuned = self._tuned.settings(), self._tuned.version
+        if assignment is None or not assignment.variant.settings.model_fields_set:
+            return s, tuned
+        key = (tuned, assignment.experiment.name, assignment.variant.name)
+        found = self._variant_settings.get(key)
+        if found is None:
+            if len(self._variant_settings) > 64:  # versions gone by
+                self._variant_settings.clear()
+            found = self._variant_settings[key] = assignment.variant.settings.apply(s)
+        return found, tuned
+
+    def _shown(self, response: RecommendationsOut, assignment: Assignment | None) -> None:
+        if assignment is None or self._impressions is None or response.recommendation_id is None:
+            return
+        self._impressions.record(
+            impression(
+                response.recommendation_id,
+                assignment,
+                user_id=response.user_id,
+                session_id=response.session_id,
+                items=[i.item_id for i in response.items],
+                now=time.time(),
+            )
+        )
 
     def candidates(
         self, *, user_id: str | None, session_id: str | None, count: int = 20

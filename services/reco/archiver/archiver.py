@@ -14,6 +14,7 @@ from reco.events import Event, InvalidEvent
 from reco.exceptions import BackendUnavailable
 from reco.metrics import ArchiverMetrics
 from reco.ports import EventArchive, EventConsumer, Record, span_of
+from reco.settings import IMPRESSION_TYPE
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,15 @@ class Archiver:
         dead = 0
         for record in records:
             try:
-                pairs.append((record, Event.from_json(record.value)))
+                event = Event.from_json(record.value)
             except InvalidEvent as exc:
                 self._consumer.dead_letter(record, str(exc))
                 dead += 1
+                continue
+            # The api's impression records are the processor's to count; the archive keeps
+            # what users did (docs/experiments.md).
+            if event.type != IMPRESSION_TYPE:
+                pairs.append((record, event))
         try:
             archived = self._archive.write(pairs) if pairs else 0
         except BackendUnavailable as exc:

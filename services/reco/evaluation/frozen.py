@@ -164,6 +164,9 @@ class FrozenFeatures:
     def popular(self, limit: int, category: str | None = None) -> Scored:
         return self._base.popular(limit, category)
 
+    def experiment_counts(self) -> dict[str, int]:
+        return self._base.experiment_counts()
+
     def snapshot(self) -> dict[str, Any]:
         """The frozen model's features (the overlay holds only transient session state)."""
         return self._base.snapshot()

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from reco import tracing
 from reco.events import Event, InvalidEvent
 from reco.exceptions import BackendUnavailable
+from reco.experiments import Attribution, Experiments, is_user_impression
 from reco.metrics import ProcessorMetrics
 from reco.ports import ApplyOutcome, Catalog, EventConsumer, FeatureStore, Record, span_of
-from reco.settings import EngineSettings
+from reco.settings import IMPRESSION_TYPE, EngineSettings
 from reco.signals import FeatureDelta, SignalConfig, UserProfile, apply_event
 from reco.signals.decay import MAX_EXPONENT, ForwardDecay
 
@@ -56,6 +57,7 @@ class Processor:
         self._catalog = catalog
         self._settings = settings
         self._cfg = SignalConfig.from_settings(settings)
+        self._attribution = Attribution(Experiments(settings.experiments))
         self._metrics = metrics
         self._group = group
         self._applied: dict[int, int] = {}
@@ -126,6 +128,8 @@ class Processor:
 
         m = self._metrics
         m.events_processed.inc(len(events))
+        for key, count in delta.experiments.items():
+            m.experiment_events.labels(*key.split("/")).inc(count)
         if replayed:
             m.events_skipped.labels("replayed").inc(replayed)
         if duplicates:
@@ -190,14 +194,27 @@ class Processor:
         delta = FeatureDelta(landmark=landmark)
         if not events:
             return delta
+        interactions = [e for e in events if e.type != IMPRESSION_TYPE]
         profiles, sessions = self._store.load_states(
-            {e.user_id for e in events}, {e.session_id for e in events if e.session_id}
+            {e.user_id for e in events if e.type != IMPRESSION_TYPE or is_user_impression(e)},
+            {e.session_id for e in interactions if e.session_id},
         )
-        categories = self._categories(events)
+        categories = self._categories(interactions)
+        attribution = self._attribution
         for event in events:
+            impression = event.type == IMPRESSION_TYPE
+            if impression and not is_user_impression(event):
+                attribution.impression(delta, event, None)  # a session's: counted only
+                delta.event_ids.append(event.event_id)
+                continue
             profile = profiles.get(event.user_id)
             if profile is None:
                 profile = profiles[event.user_id] = UserProfile(event.user_id)
+            if impression:
+                attribution.impression(delta, event, profile)
+                delta.event_ids.append(event.event_id)
+                continue
+            attribution.interaction(delta, event, profile)
             category = event.properties.get("category") or categories.get(event.item_id)
             apply_event(delta, event, profile, sessions, _as_category(category), self._cfg)
         return delta

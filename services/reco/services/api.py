@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from reco.adapters.factory import open_catalog, open_model_store
+from reco.adapters.kafka_producer import KafkaProducer
 from reco.api import Recommender, routers
+from reco.api.impressions import ImpressionLog
 from reco.api.models import ModelHolder, RankerHolder, TunedSettingsHolder, serve_models
 from reco.metrics import ApiMetrics
 from reco.services.common import open_store
@@ -35,16 +37,29 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.catalog = catalog
         tuned = TunedSettingsHolder(parts["models"], metrics, settings)
         ranker = RankerHolder(parts["models"], metrics, settings.use_ranker)
+        impressions = None
+        if settings.experiments:
+            # Impression records go to the events' topic, keyed by user like the events,
+            # so that one processor sees a user's impressions and events in order.
+            producer = parts["producer"] = KafkaProducer(
+                settings.kafka_bootstrap,
+                settings.topic,
+                config={**settings.kafka_client_config(), "client.id": "reco-api"},
+            )
+            impressions = parts["impressions"] = ImpressionLog(producer, metrics)
+        app.state.impressions = impressions
         app.state.recommender = Recommender(
-            store, catalog, settings, metrics, models, tuned, ranker
+            store, catalog, settings, metrics, models, tuned, ranker, impressions
         )
         try:
             async with serve_models([models, tuned, ranker], settings.model_refresh_s):
                 yield
         finally:
-            for name in ("models", "catalog", "store"):
-                with suppress(Exception):
-                    parts[name].close()
+            # The impressions queued are written before the producer closes.
+            for name in ("impressions", "producer", "models", "catalog", "store"):
+                if name in parts:
+                    with suppress(Exception):
+                        parts[name].close()
 
     app = base_app(
         role="api",

@@ -75,6 +75,9 @@ class FeatureDelta:
     """item -> {session: time it last held the item}: entries of the item → sessions index
     (see ``reco.signals.neighbours``), the later time replacing the stored one."""
     event_ids: list[str] = field(default_factory=list)
+    experiments: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """``experiment/variant/kind`` -> impressions or attributed events of this batch
+    (``reco.experiments``), added to the store's counters."""
     offsets: dict[int, int] = field(default_factory=dict)
     base_offsets: dict[int, int] = field(default_factory=dict)
     events: int = 0

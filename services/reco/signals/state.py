@@ -18,9 +18,11 @@ class UserProfile:
     """(item, timestamp, event weight), most recent first, one entry per item."""
     purchases: list[str] = field(default_factory=list)
     """Purchased items, most recent first."""
+    shown: list[list[Any]] = field(default_factory=list)
+    """Recent recommendations of an experiment, most recent first (``reco.experiments``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "user_id": self.user_id,
             "last_ts": self.last_ts,
             "session_id": self.session_id,
@@ -28,6 +30,9 @@ class UserProfile:
             "recent": [list(r) for r in self.recent],
             "purchases": list(self.purchases),
         }
+        if self.shown:
+            data["shown"] = self.shown
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UserProfile:
@@ -38,6 +43,7 @@ class UserProfile:
             session_seq=int(data.get("session_seq", 0)),
             recent=[(str(i), float(t), float(w)) for i, t, w in data.get("recent", [])],
             purchases=[str(i) for i in data.get("purchases", [])],
+            shown=list(data.get("shown", [])),
         )
 
 

@@ -2,8 +2,13 @@
 
 from fastapi import APIRouter
 
-from reco.api.routers import items, popular, recommendations
+from reco.api.routers import experiments, items, popular, recommendations
 
-routers: list[APIRouter] = [recommendations.router, popular.router, items.router]
+routers: list[APIRouter] = [
+    recommendations.router,
+    popular.router,
+    items.router,
+    experiments.router,
+]
 
 __all__ = ["routers"]
