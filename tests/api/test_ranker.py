@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from reco.adapters.sqlite_models import SqliteModelStore
 from reco.cli import main as reco
 from reco.embedded import create_app
+from reco.experiments import Experiments
 from reco.ranking import RANKER
 from reco.settings import EmbeddedSettings
 from tests.conftest import wait_until
@@ -119,3 +120,42 @@ def test_too_small_a_log_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[s
         wait_until(lambda: c.get("/health/ready").status_code == 200, timeout_s=30)
     assert reco(["train", "--ranker", "--data-dir", str(tmp_path / "small")]) == 1
     assert "the ranker needs a few hundred" in capsys.readouterr().err
+
+
+def test_an_experiment_serves_the_ranker_to_its_variant_only(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Sessions in the ``ranker`` variant get the model's order, those in ``sum`` the
+    weighted sum's, from one app with one published ranker."""
+    experiment = {"name": "rank", "variants": [{"name": "sum"}, {"name": "ranker", "ranker": True}]}
+    for name, value in {**CONFIGURED, "RECO_EXPERIMENTS": json.dumps([experiment])}.items():
+        monkeypatch.setenv(name, value)
+    settings = EmbeddedSettings(data_dir=data_dir, model_refresh_s=0.05, cache_ttl_s=0)
+    chooser = Experiments(settings.experiments)
+    sessions: dict[str, str] = {}
+    for n in range(100):
+        chosen = chooser.assign(f"visitor{n}")
+        assert chosen is not None
+        sessions.setdefault(chosen.variant.name, f"visitor{n}")
+    with TestClient(create_app(settings)) as c:
+        rows = ring_walks(300, start=time.time() - 21 * DAY, every_s=20 * DAY / 300)
+        post_shop(c, rows)
+        views = [
+            {"user_id": s, "session_id": s, "item_id": item, "type": "view"}
+            for s in sessions.values()
+            for item in ("i13", "i14")
+        ]
+        assert c.post("/events", json=views).status_code == 202
+        wait_until(lambda: c.get("/health/ready").status_code == 200, timeout_s=30)
+        assert reco(["train", "--ranker", "--data-dir", str(data_dir)]) == 0
+        version = json.loads(capsys.readouterr().out)["version"]
+        wait_until(lambda: _ranker_version(c) == version, timeout_s=10)
+
+        def first(variant: str) -> str:
+            params = {"session_id": sessions[variant], "count": 3}
+            body = c.get("/recommendations", params=params).json()
+            assert body["variant"] == variant
+            return str(body["items"][0]["item_id"])
+
+        assert first("ranker") == "i15", "the model knows what comes next"
+        assert first("sum") != "i15", "the weighted sum, without the sequence weight, does not"
