@@ -10,6 +10,10 @@ A role's pod template carries ``recoengine.io/config-hash``: a hash of everythin
 reads that the Deployment itself does not show (its engine settings, the contents of the
 Secrets it references). A change rolls exactly the roles it concerns: new weights roll the
 api, not the processor; a rotated Redis password rolls every role that reads Redis.
+
+The api talks to Kafka only when the engine runs experiments (``spec.experiments``: it
+writes an impression record for each recommendation it serves in one); without them it gets
+neither the Kafka settings nor its credentials, and a rotated Kafka password leaves it be.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from reco.settings import ROLE_SETTINGS
+from reco.settings import ROLE_SETTINGS, EngineSettings
 from reco_operator import FIELD_MANAGER, GROUP, KIND, VERSION
-from reco_operator.spec import ENGINE_FIELDS, ROLES, RecoEngineSpec, SecretKeyRef
+from reco_operator.spec import ROLES, RecoEngineSpec, SecretKeyRef
 
 Manifest = dict[str, Any]
 
@@ -101,13 +105,22 @@ def child_name(engine: Engine, part: str) -> str:
 
 
 def engine_env(spec: RecoEngineSpec) -> dict[str, str]:
-    """Every engine setting as the RECO_* variable the engine reads."""
+    """Every engine setting (``spec.engine``'s and ``spec.experiments``) as the RECO_*
+    variable the engine reads: a string as it is, anything else as JSON, models in their
+    snake_case fields."""
     settings = spec.engine_settings()
     env: dict[str, str] = {}
-    for key in sorted(ENGINE_FIELDS.values()):
+    for key in sorted(EngineSettings.model_fields):
         value = getattr(settings, key)
-        if hasattr(value, "model_dump"):
+        if isinstance(value, BaseModel):
             value = value.model_dump()
+        elif isinstance(value, list):
+            # The experiments: a variant's unset overrides (None) keep the served values,
+            # as an absent field does.
+            value = [
+                v.model_dump(mode="json", exclude_none=True) if isinstance(v, BaseModel) else v
+                for v in value
+            ]
         env[f"RECO_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     return env
 
@@ -146,6 +159,12 @@ def replay_settings_env(engine: Engine) -> dict[str, str]:
 # -- Secrets ------------------------------------------------------------------------------------
 
 
+def uses_kafka(spec: RecoEngineSpec, role: str) -> bool:
+    """Whether ``role`` talks to Kafka: ingest, the processor and the archiver always, the
+    api only to write impression records, that is, when the engine runs experiments."""
+    return role != "api" or bool(spec.experiments)
+
+
 def secret_refs(spec: RecoEngineSpec, role: str) -> list[SecretKeyRef]:
     """The Secret keys ``role`` reads (its config hash covers their contents)."""
     refs = []
@@ -156,6 +175,13 @@ def secret_refs(spec: RecoEngineSpec, role: str) -> list[SecretKeyRef]:
     if role in SERVED:
         keys = (spec.access.api_keys_secret_ref, spec.access.read_api_keys_secret_ref)
         refs += [r for r in keys if r is not None]
+    if uses_kafka(spec, role):
+        refs += _kafka_refs(spec)
+    return refs
+
+
+def _kafka_refs(spec: RecoEngineSpec) -> list[SecretKeyRef]:
+    refs = []
     sasl = spec.kafka.sasl
     if sasl is not None:
         refs.append(SecretKeyRef(name=sasl.secret_name, key=sasl.username_key))
@@ -222,17 +248,21 @@ def _secret_env(name: str, ref: SecretKeyRef) -> dict[str, Any]:
 def _role_env(engine: Engine, role: str) -> list[dict[str, Any]]:
     spec = engine.spec
     kafka = spec.kafka
+    with_kafka = uses_kafka(spec, role)
     env: list[dict[str, Any]] = [
         {"name": "RECO_HOST", "value": "0.0.0.0"},
         {"name": "RECO_PORT", "value": str(PORTS[role])},
         {"name": "RECO_LOG_FORMAT", "value": "json"},
-        {"name": "RECO_KAFKA_BOOTSTRAP", "value": kafka.bootstrap_servers},
-        {"name": "RECO_TOPIC", "value": kafka.topic},
-        {"name": "RECO_TOPIC_PARTITIONS", "value": str(engine.partitions)},
-        {"name": "RECO_TOPIC_REPLICATION", "value": str(kafka.replication_factor)},
-        {"name": "RECO_KAFKA_SECURITY_PROTOCOL", "value": kafka.security_protocol},
-        {"name": "RECO_REDIS_PREFIX", "value": spec.redis.prefix},
     ]
+    if with_kafka:
+        env += [
+            {"name": "RECO_KAFKA_BOOTSTRAP", "value": kafka.bootstrap_servers},
+            {"name": "RECO_TOPIC", "value": kafka.topic},
+            {"name": "RECO_TOPIC_PARTITIONS", "value": str(engine.partitions)},
+            {"name": "RECO_TOPIC_REPLICATION", "value": str(kafka.replication_factor)},
+            {"name": "RECO_KAFKA_SECURITY_PROTOCOL", "value": kafka.security_protocol},
+        ]
+    env.append({"name": "RECO_REDIS_PREFIX", "value": spec.redis.prefix})
     if role == "processor":
         env.append({"name": "RECO_GROUP", "value": kafka.processor_group})
     if role == "archiver":
@@ -241,7 +271,8 @@ def _role_env(engine: Engine, role: str) -> list[dict[str, Any]]:
         env.append(_secret_env("RECO_REDIS_URL", spec.redis.url_secret_ref))
     if role in ("processor", "archiver", "api"):
         env.append(_secret_env("RECO_DATABASE_URL", spec.postgres.url_secret_ref))
-    env += _kafka_security_env(spec)
+    if with_kafka:
+        env += _kafka_security_env(spec)
     if role in SERVED:
         env += _access_env(spec)
     return env
@@ -277,12 +308,14 @@ def _access_env(spec: RecoEngineSpec) -> list[dict[str, Any]]:
     return env
 
 
-def _volumes(spec: RecoEngineSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _volumes(
+    spec: RecoEngineSpec, *, kafka: bool = True
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The pod's volumes and the container's mounts: a writable /tmp on a read-only root,
-    and the Kafka TLS Secret when there is one."""
+    and the Kafka TLS Secret when there is one (and ``kafka``: the pod talks to Kafka)."""
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
-    if spec.kafka.tls is not None:
+    if kafka and spec.kafka.tls is not None:
         tls_secret = {"secretName": spec.kafka.tls.secret_name}
         volumes.append({"name": "kafka-tls", "secret": tls_secret})
         mounts.append({"name": "kafka-tls", "mountPath": KAFKA_TLS_DIR, "readOnly": True})
@@ -322,7 +355,7 @@ def _probe(path: str, *, period: int, timeout: int, failures: int) -> dict[str, 
 def _pod_spec(engine: Engine, role: str) -> dict[str, Any]:
     spec = engine.spec
     component = spec.component(role)
-    volumes, mounts = _volumes(spec)
+    volumes, mounts = _volumes(spec, kafka=uses_kafka(spec, role))
     container: dict[str, Any] = {
         "name": role,
         "image": spec.image.reference,
@@ -626,7 +659,9 @@ def service_monitor(engine: Engine) -> Manifest:
 
 def network_policy(engine: Engine, role: str) -> Manifest:
     """Admit only the role's port: from the configured peers (or anyone) for ingest and
-    the api, from the namespace for the metrics of the processor and archiver."""
+    the api, from the namespace for the metrics of the processor and archiver. Egress is
+    left open: the roles reach Kafka, Redis and PostgreSQL wherever those run (the api
+    reaches Kafka too when the engine runs experiments)."""
     peers = engine.spec.network_policy.ingress_from
     if role in SERVED:
         ingress: dict[str, Any] = {"ports": [{"port": PORTS[role], "protocol": "TCP"}]}

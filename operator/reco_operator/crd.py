@@ -25,7 +25,7 @@ import yaml
 
 from reco.settings import EngineSettings
 from reco_operator import GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
-from reco_operator.spec import ROLES, RecoEngineSpec, engine_key
+from reco_operator.spec import ROLES, SPEC_SETTINGS, RecoEngineSpec, engine_key
 
 CRD_PATH = Path("manifests/crd/recoengines.recoengine.io.yaml")
 
@@ -97,7 +97,9 @@ def engine_schema() -> dict[str, Any]:
     source = EngineSettings.model_json_schema()
     defs = source.get("$defs", {})
     properties = {
-        engine_key(name): structural(prop, defs) for name, prop in source["properties"].items()
+        engine_key(name): structural(prop, defs)
+        for name, prop in source["properties"].items()
+        if name not in SPEC_SETTINGS
     }
     for prop in properties.values():
         if prop.get("type") == "object" and "properties" in prop:
@@ -128,12 +130,40 @@ def engine_schema() -> dict[str, Any]:
     }
 
 
+TRAFFIC_SLACK = 1e-9
+"""What the experiments' traffic may add up to above 1 (float sums: 0.1 + 0.2 + 0.7), as the
+engine allows."""
+
+
+def _experiment_rules(experiments: dict[str, Any]) -> None:
+    """``spec.experiments``: the engine's models (``reco.settings.Experiment``) give the
+    fields and their bounds (2 variants at least, names, traffic in (0, 1]); what the engine
+    checks across items the API server checks too: names unique (lists of type map, keyed
+    by name: the server refuses a repeated key) and the traffic shares adding up to 1 at
+    most (a CEL rule)."""
+    experiments["x-kubernetes-list-type"] = "map"
+    experiments["x-kubernetes-list-map-keys"] = ["name"]
+    experiments["x-kubernetes-validations"] = [
+        {
+            "rule": f"self.map(e, e.traffic).sum() <= {1 + TRAFFIC_SLACK!r}",
+            "message": (
+                "the experiments' traffic adds up to more than 1: each subject is in one "
+                "experiment at most, so their shares must fit in 1"
+            ),
+        }
+    ]
+    variants = experiments["items"]["properties"]["variants"]
+    variants["x-kubernetes-list-type"] = "map"
+    variants["x-kubernetes-list-map-keys"] = ["name"]
+
+
 def spec_schema() -> dict[str, Any]:
     source = RecoEngineSpec.model_json_schema(by_alias=True)
     _mark_optional(source)
     schema = structural(source, source.get("$defs", {}))
     schema.pop("description", None)
     schema["properties"]["engine"] = engine_schema()
+    _experiment_rules(schema["properties"]["experiments"])
     return schema
 
 

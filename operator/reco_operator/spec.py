@@ -5,7 +5,9 @@ Field names are the engine's in snake_case and the CRD's in camelCase (pydantic 
 into camelCase by :func:`engine_key` (``popularity_half_life_s`` becomes
 ``popularityHalfLifeSeconds``); its schema is generated from that model, so that a setting
 added to the engine appears in the CRD the next time ``make crd`` runs (a test fails until
-it does).
+it does). The engine settings in ``SPEC_SETTINGS`` (``experiments``) are set at the top of
+the spec instead, as the engine's own models (``reco.settings.Experiment``), and
+``spec.engine`` refuses them, so that each has one place.
 
 CEL rules travel with the models (``x-kubernetes-validations``): the API server refuses a
 spec that breaks one, with the rule's message.
@@ -27,7 +29,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from reco import __version__
-from reco.settings import EngineSettings
+from reco.settings import EngineSettings, Experiment, camel_key
 
 DEFAULT_REPOSITORY = "ghcr.io/reco-engine/reco-engine"
 ROLES = ("ingest", "processor", "archiver", "api")
@@ -607,14 +609,27 @@ class RecoEngineSpec(CamelModel):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec)
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
     access: AccessSpec = Field(default_factory=AccessSpec)
+    experiments: list[Experiment] = Field(
+        default_factory=list,
+        description=(
+            "Online A/B tests of /recommendations (docs/experiments.md): each takes its "
+            "traffic share of the subjects (users, else sessions), disjoint from the others' "
+            "(the shares add up to 1 at most), and splits it between its variants (2 or more, "
+            "the first is control) by their weights. The api writes an impression record to "
+            "the Kafka topic for each recommendation served in one, so with experiments the "
+            "api pods connect to Kafka too. A change rolls the api and the processor."
+        ),
+    )
 
     def component(self, role: str) -> ComponentSpec:
         spec: ComponentSpec = getattr(self, role)
         return spec
 
     def engine_settings(self) -> EngineSettings:
-        """The engine settings the spec gives, validated by the engine's own model."""
-        values = {ENGINE_FIELDS[key]: value for key, value in self.engine.items()}
+        """The engine settings the spec gives (``spec.engine`` and ``spec.experiments``),
+        validated by the engine's own model."""
+        values: dict[str, Any] = {ENGINE_FIELDS[key]: value for key, value in self.engine.items()}
+        values["experiments"] = self.experiments
         return EngineSettings.model_validate(values)
 
 
@@ -623,13 +638,18 @@ class RecoEngineSpec(CamelModel):
 
 def engine_key(field: str) -> str:
     """``popularity_half_life_s`` -> ``popularityHalfLifeSeconds``: camelCase, and the
-    engine's ``_s`` suffix spelled out, as Kubernetes names durations."""
-    if field.endswith("_s"):
-        field = field[:-2] + "_seconds"
-    return to_camel(field)
+    engine's ``_s`` suffix spelled out, as Kubernetes names durations (the engine's own
+    camelCase spelling, ``reco.settings.camel_key``)."""
+    return camel_key(field)
 
 
-ENGINE_FIELDS: dict[str, str] = {engine_key(f): f for f in EngineSettings.model_fields}
+SPEC_SETTINGS: frozenset[str] = frozenset({"experiments"})
+"""Engine settings set by a field of the spec's own (``spec.experiments``), not in
+``spec.engine``."""
+
+ENGINE_FIELDS: dict[str, str] = {
+    engine_key(f): f for f in EngineSettings.model_fields if f not in SPEC_SETTINGS
+}
 """camelCase key in ``spec.engine`` -> the engine's setting name."""
 
 
@@ -643,22 +663,39 @@ def parse_spec(spec: dict[str, Any]) -> RecoEngineSpec:
         parsed = RecoEngineSpec.model_validate(spec)
     except ValidationError as exc:
         raise InvalidSpec(_describe(exc, "spec")) from None
+    moved = sorted(engine_key(f) for f in SPEC_SETTINGS if engine_key(f) in parsed.engine)
+    if moved:
+        raise InvalidSpec("; ".join(f"spec.engine.{key}: set spec.{key} instead" for key in moved))
     unknown = sorted(set(parsed.engine) - set(ENGINE_FIELDS))
     if unknown:
         raise InvalidSpec(f"spec.engine: unknown settings {', '.join(unknown)}")
     try:
         parsed.engine_settings()
     except ValidationError as exc:
-        raise InvalidSpec(_describe(exc, "spec.engine", rename=engine_key)) from None
+        # What the engine refuses across experiments (names that repeat, traffic above 1)
+        # belongs to spec.experiments; the rest to spec.engine.
+        raise InvalidSpec(
+            _describe(exc, "spec.engine", rename=engine_key, top_level=SPEC_SETTINGS)
+        ) from None
     return parsed
 
 
-def _describe(exc: ValidationError, prefix: str, rename: Any = str) -> str:
+def _describe(
+    exc: ValidationError,
+    prefix: str,
+    rename: Callable[[str], str] = str,
+    top_level: frozenset[str] = frozenset(),
+) -> str:
+    """``spec.experiments[0].variants: List should have at least 2 items; ...``: each
+    error at its field's path, list indexes in brackets as kubectl shows them."""
     parts = []
     for error in exc.errors(include_url=False):
-        path = [
-            rename(p) if i == 0 and isinstance(p, str) else str(p)
-            for i, p in enumerate(error["loc"])
-        ]
-        parts.append(f"{'.'.join([prefix, *path])}: {error['msg']}")
+        loc = error["loc"]
+        path = "spec" if loc and loc[0] in top_level else prefix
+        for i, part in enumerate(loc):
+            if isinstance(part, int):
+                path += f"[{part}]"
+            else:
+                path += "." + (rename(part) if i == 0 else part)
+        parts.append(f"{path}: {error['msg']}")
     return "; ".join(parts)

@@ -61,17 +61,35 @@ class TunedSettings(CamelOrSnake):
     or a rebuild. Unset fields keep the configured value; an empty document gives every
     configured value back."""
 
-    weights: SignalWeights | None = None
-    history_decay: float | None = Field(None, gt=0, le=1)
-    context_items: int | None = Field(None, ge=1)
-    related_per_item: int | None = Field(None, ge=1)
-    neighbour_sample: int | None = Field(None, ge=0)
-    neighbour_k: int | None = Field(None, ge=0)
+    weights: SignalWeights | None = Field(
+        None, description="Weights of the hybrid score; those left out keep the served ones."
+    )
+    history_decay: float | None = Field(
+        None, gt=0, le=1, description="Weight ratio of each older context item."
+    )
+    context_items: int | None = Field(
+        None, ge=1, description="Recent items a recommendation starts from."
+    )
+    related_per_item: int | None = Field(
+        None, ge=1, description="Related items read per context item."
+    )
+    neighbour_sample: int | None = Field(
+        None, ge=0, description="Most recent candidate sessions a neighbour search weighs."
+    )
+    neighbour_k: int | None = Field(
+        None, ge=0, description="Nearest sessions whose items are scored."
+    )
 
     def apply(self, base: EngineSettings) -> EngineSettings:
-        """``base`` with this result's values."""
+        """``base`` with this result's values. Of ``weights``, only those given replace the
+        served ones (an experiment's variant may name one weight; a ``reco tune`` result
+        names them all)."""
         update = {name: getattr(self, name) for name in type(self).model_fields}
-        return base.model_copy(update={k: v for k, v in update.items() if v is not None})
+        update = {k: v for k, v in update.items() if v is not None}
+        if self.weights is not None:
+            given = {name: getattr(self.weights, name) for name in self.weights.model_fields_set}
+            update["weights"] = base.weights.model_copy(update=given)
+        return base.model_copy(update=update)
 
     @classmethod
     def between(cls, base: EngineSettings, tuned: EngineSettings) -> TunedSettings:
@@ -126,7 +144,7 @@ class Variant(CamelOrSnake):
 
 
 class Experiment(CamelOrSnake):
-    """An online A/B test of ``/recommendations``: subjects (users, else sessions) split
+    """An online A/B test of /recommendations: subjects (users, else sessions) split
     between variants by a stable hash; impressions and the events attributed to them are
     counted per variant by the processor (docs/experiments.md)."""
 

@@ -7,22 +7,25 @@ from typing import Any
 
 import pytest
 
+from reco.settings import EngineSettings, Experiment
 from reco_operator.builders import (
     CONFIG_HASH,
     PORTS,
     Engine,
     children,
     config_hash,
+    config_map,
     deployment,
     engine_env,
     missing_secrets,
+    network_policy,
     ranker_cron_job,
     role_settings_env,
     tune_cron_job,
 )
 from reco_operator.spec import ROLES, parse_spec
 from reco_operator.status import Problem, Replicas, conditions, replicas_of
-from tests.operator.test_crd import MINIMAL
+from tests.operator.test_crd import EXPERIMENT, MINIMAL
 
 pytestmark = pytest.mark.unit
 
@@ -107,7 +110,8 @@ def test_each_role_runs_its_command_on_its_port_with_probes_on_its_health() -> N
         assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
         env = {e["name"]: e for e in container["env"]}
         assert env["RECO_PORT"]["value"] == str(PORTS[role])
-        assert env["RECO_TOPIC_PARTITIONS"]["value"] == "12"
+        if role != "api":  # the api talks to Kafka only with experiments
+            assert env["RECO_TOPIC_PARTITIONS"]["value"] == "12"
 
 
 def test_backend_urls_come_from_the_secrets_and_only_to_the_roles_that_use_them() -> None:
@@ -403,6 +407,115 @@ def test_kafka_credentials_come_from_their_secret() -> None:
     assert {"name": "kafka-tls", "secret": {"secretName": "kafka-ca"}} in pod["volumes"]
     missing = missing_secrets(_engine(spec).spec, SECRETS)
     assert missing == ["kafka-user/username", "kafka-user/password", "kafka-ca/ca.crt"]
+
+
+def _env_of(engine: Engine, role: str) -> dict[str, dict[str, Any]]:
+    (container,) = deployment(engine, role)["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in container["env"]}
+
+
+SECURE_KAFKA = {
+    "bootstrapServers": "kafka:9093",
+    "securityProtocol": "SASL_SSL",
+    "sasl": {"secretName": "kafka-user"},
+    "tls": {"secretName": "kafka-ca"},
+}
+KAFKA_SECRETS = {
+    **SECRETS,
+    "kafka-user": {"username": "reco", "password": "secret"},
+    "kafka-ca": {"ca.crt": "PEM"},
+}
+SECOND = {
+    "name": "decay",
+    "traffic": 0.25,
+    "variants": [{"name": "a"}, {"name": "b", "weight": 3, "settings": {"neighbourK": 20}}],
+}
+
+
+def test_experiments_reach_the_api_and_the_processor_as_the_engine_reads_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = _engine({"experiments": [EXPERIMENT, SECOND]})
+    data = config_map(engine)["data"]
+    written = json.loads(data["RECO_EXPERIMENTS"])
+    assert written[0]["attribution_window_s"] == 900, "snake_case, what EngineSettings reads"
+    assert written[0]["variants"][1]["settings"] == {"history_decay": 0.8}, "unset: left out"
+    for role in ("api", "processor"):
+        assert role_settings_env(engine, role)["RECO_EXPERIMENTS"] == data["RECO_EXPERIMENTS"]
+    for role in ("ingest", "archiver"):
+        assert "RECO_EXPERIMENTS" not in role_settings_env(engine, role)
+    # What a pod reads from its ConfigMap gives the spec's experiments back.
+    for name in list(EngineSettings.model_fields):
+        monkeypatch.delenv(f"RECO_{name.upper()}", raising=False)
+    for name, value in data.items():
+        monkeypatch.setenv(name, value)
+    assert EngineSettings().experiments == [
+        Experiment.model_validate(EXPERIMENT),
+        Experiment.model_validate(SECOND),
+    ]
+    assert json.loads(engine_env(_engine().spec)["RECO_EXPERIMENTS"]) == []
+
+
+def test_experiments_roll_the_api_and_the_processor() -> None:
+    base = _engine()
+    one = _engine({"experiments": [EXPERIMENT]})
+    traffic = _engine({"experiments": [{**EXPERIMENT, "traffic": 0.4}]})
+    assert {r for r in ROLES if _hash(base, r) != _hash(one, r)} == {"api", "processor"}
+    assert {r for r in ROLES if _hash(one, r) != _hash(traffic, r)} == {"api", "processor"}
+
+
+def test_the_api_gets_kafka_only_with_experiments() -> None:
+    kafka_env = {
+        "RECO_KAFKA_BOOTSTRAP", "RECO_TOPIC", "RECO_TOPIC_PARTITIONS", "RECO_TOPIC_REPLICATION",
+        "RECO_KAFKA_SECURITY_PROTOCOL", "RECO_KAFKA_SASL_MECHANISM", "RECO_KAFKA_SASL_USERNAME",
+        "RECO_KAFKA_SASL_PASSWORD", "RECO_KAFKA_SSL_CA_LOCATION",
+    }  # fmt: skip
+    tls_volume = {"name": "kafka-tls", "secret": {"secretName": "kafka-ca"}}
+    without = _engine({"kafka": SECURE_KAFKA}, secrets=KAFKA_SECRETS)
+    with_experiments = _engine(
+        {"kafka": SECURE_KAFKA, "experiments": [EXPERIMENT]}, secrets=KAFKA_SECRETS
+    )
+    assert not kafka_env & set(_env_of(without, "api"))
+    pod = deployment(without, "api")["spec"]["template"]["spec"]
+    assert tls_volume not in pod["volumes"]
+    assert all(m["name"] != "kafka-tls" for m in pod["containers"][0]["volumeMounts"])
+
+    env = _env_of(with_experiments, "api")
+    assert kafka_env <= set(env)
+    assert env["RECO_KAFKA_BOOTSTRAP"]["value"] == "kafka:9093"
+    assert env["RECO_TOPIC"]["value"] == "reco.events"
+    assert env["RECO_KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+    assert env["RECO_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kafka-user",
+        "key": "password",
+    }
+    assert env["RECO_KAFKA_SSL_CA_LOCATION"]["value"] == "/etc/reco/kafka-tls/ca.crt"
+    pod = deployment(with_experiments, "api")["spec"]["template"]["spec"]
+    assert tls_volume in pod["volumes"]
+    assert {
+        "name": "kafka-tls", "mountPath": "/etc/reco/kafka-tls", "readOnly": True
+    } in pod["containers"][0]["volumeMounts"]  # fmt: skip
+    for role in ("ingest", "processor", "archiver"):
+        assert _env_of(without, role).keys() == _env_of(with_experiments, role).keys(), role
+        assert kafka_env <= set(_env_of(without, role)), role
+
+
+def test_a_rotated_kafka_password_rolls_the_api_only_when_it_writes_impressions() -> None:
+    rotated = {**KAFKA_SECRETS, "kafka-user": {"username": "reco", "password": "rotated"}}
+    for spec, rolled in (
+        ({"kafka": SECURE_KAFKA}, {"ingest", "processor", "archiver"}),
+        ({"kafka": SECURE_KAFKA, "experiments": [EXPERIMENT]}, set(ROLES)),
+    ):
+        before = _engine(spec, secrets=KAFKA_SECRETS)
+        after = _engine(spec, secrets=rotated)
+        assert {r for r in ROLES if _hash(before, r) != _hash(after, r)} == rolled, spec
+
+
+def test_the_api_s_network_policy_leaves_its_way_to_kafka_open() -> None:
+    engine = _engine({"experiments": [EXPERIMENT], "networkPolicy": {"enabled": True}})
+    policy = network_policy(engine, "api")
+    assert policy["spec"]["policyTypes"] == ["Ingress"], "egress (Kafka, Redis, PostgreSQL) open"
+    assert "egress" not in policy["spec"]
 
 
 def test_the_config_hash_is_stable() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from reco.settings import ROLE_SETTINGS, EngineSettings, TrainSettings
+from reco.settings import ROLE_SETTINGS, EngineSettings, Experiment, TrainSettings
 from reco_operator.crd import CRD_PATH, crd, render
-from reco_operator.spec import ENGINE_FIELDS, InvalidSpec, engine_key, parse_spec
+from reco_operator.spec import ENGINE_FIELDS, SPEC_SETTINGS, InvalidSpec, engine_key, parse_spec
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.unit
@@ -55,9 +55,16 @@ def test_the_schema_is_structural() -> None:
 
 
 def test_every_engine_setting_is_in_the_crd_with_its_default() -> None:
-    engine = _schema()["properties"]["spec"]["properties"]["engine"]["properties"]
+    spec = _schema()["properties"]["spec"]["properties"]
+    engine = spec["engine"]["properties"]
     defaults = EngineSettings.model_validate({})
-    assert set(engine) == {engine_key(f) for f in EngineSettings.model_fields}
+    assert set(engine) == {
+        engine_key(f) for f in EngineSettings.model_fields if f not in SPEC_SETTINGS
+    }
+    assert {"experiments"} == SPEC_SETTINGS
+    for field in SPEC_SETTINGS:
+        assert engine_key(field) in spec, f"{field}: a field of the spec's own"
+        assert engine_key(field) not in engine, f"{field}: one place to set it"
     for key, field in ENGINE_FIELDS.items():
         value = getattr(defaults, field)
         if isinstance(value, float | int) and not isinstance(value, bool):
@@ -95,6 +102,120 @@ def test_the_ranker_block_is_optional_with_the_engine_s_bounds() -> None:
     assert fields["maxRequests"]["default"] == bounds["ranker_max_requests"].default
     assert fields["schedule"]["default"] == "0 4 * * *"
     assert fields["activeDeadlineSeconds"]["default"] == 3600
+
+
+# An A/B test as the CRD spells it: camelCase, durations in seconds.
+EXPERIMENT: dict[str, Any] = {
+    "name": "ranker-ab",
+    "traffic": 0.5,
+    "attributionWindowSeconds": 900,
+    "variants": [
+        {"name": "control", "weight": 1, "settings": {"weights": {"coview": 2}}},
+        {"name": "ranker", "weight": 1, "ranker": True, "settings": {"historyDecay": 0.8}},
+    ],
+}
+
+
+def test_experiments_take_the_engine_s_fields_and_bounds_in_camel_case() -> None:
+    experiments = _schema()["properties"]["spec"]["properties"]["experiments"]
+    assert experiments["type"] == "array"
+    assert "default" not in experiments, "absent: no experiment"
+    experiment = experiments["items"]
+    fields = experiment["properties"]
+    assert set(fields) == {"name", "variants", "traffic", "attributionWindowSeconds"}
+    assert set(experiment["required"]) == {"name", "variants"}
+    assert fields["traffic"]["default"] == 1.0
+    assert (fields["traffic"]["minimum"], fields["traffic"]["maximum"]) == (0, 1)
+    assert fields["traffic"]["exclusiveMinimum"] is True
+    assert fields["attributionWindowSeconds"]["default"] == 1800.0
+    variants = fields["variants"]
+    assert variants["minItems"] == 2
+    variant = variants["items"]["properties"]
+    assert set(variant) == {"name", "weight", "ranker", "settings"}
+    assert variant["name"]["pattern"] == fields["name"]["pattern"]
+    assert set(variant["settings"]["properties"]) == {
+        "weights", "historyDecay", "contextItems", "relatedPerItem", "neighbourSample",
+        "neighbourK",
+    }  # fmt: skip
+    assert "default" not in variant["settings"]["properties"]["weights"], "unset: served ones"
+
+
+def test_the_api_server_refuses_repeated_names_and_traffic_above_one() -> None:
+    experiments = _schema()["properties"]["spec"]["properties"]["experiments"]
+    variants = experiments["items"]["properties"]["variants"]
+    for names in (experiments, variants):
+        assert names["x-kubernetes-list-type"] == "map"
+        assert names["x-kubernetes-list-map-keys"] == ["name"]
+    (rule,) = experiments["x-kubernetes-validations"]
+    assert rule["rule"] == "self.map(e, e.traffic).sum() <= 1.000000001"
+    assert "traffic adds up to more than 1" in rule["message"]
+
+
+def test_experiments_become_the_engine_s_settings() -> None:
+    parsed = parse_spec({**MINIMAL, "experiments": [EXPERIMENT]})
+    (experiment,) = parsed.engine_settings().experiments
+    assert experiment == Experiment.model_validate(EXPERIMENT)
+    assert experiment.attribution_window_s == 900
+    assert experiment.variants[1].ranker is True
+    assert experiment.variants[0].settings.weights is not None
+    assert experiment.variants[0].settings.weights.coview == 2
+    assert experiment.variants[1].settings.history_decay == 0.8
+    assert parse_spec(MINIMAL).engine_settings().experiments == []
+
+
+def _experiment(**change: Any) -> dict[str, Any]:
+    return {**EXPERIMENT, **change}
+
+
+@pytest.mark.parametrize(
+    ("experiments", "message"),
+    [
+        (
+            [_experiment(variants=[{"name": "control"}])],
+            r"spec\.experiments\[0\]\.variants: List should have at least 2 items",
+        ),
+        (
+            [_experiment(variants=[{"name": "a"}, {"name": "a"}])],
+            r"spec\.experiments\[0\]: .*variant names must differ",
+        ),
+        (
+            [_experiment(name="a", traffic=0.6), _experiment(name="b", traffic=0.5)],
+            r"spec\.experiments: .*traffic adds up to 1\.1; at most 1",
+        ),
+        ([_experiment(), _experiment()], r"spec\.experiments: .*experiment names must differ"),
+        ([_experiment(name="Ranker AB")], r"spec\.experiments\[0\]\.name: String should match"),
+        ([_experiment(traffic=0)], r"spec\.experiments\[0\]\.traffic"),
+        ([_experiment(traffic=1.5)], r"spec\.experiments\[0\]\.traffic"),
+        (
+            [_experiment(attributionWindowSeconds=0)],
+            r"spec\.experiments\[0\]\.attributionWindowSeconds",
+        ),
+        (
+            [_experiment(variants=[{"name": "a", "weight": 0}, {"name": "b"}])],
+            r"spec\.experiments\[0\]\.variants\[0\]\.weight",
+        ),
+        (
+            [_experiment(variants=[{"name": "a"}, {"name": "b", "settings": {"historyDecay": 2}}])],
+            r"spec\.experiments\[0\]\.variants\[1\]\.settings\.historyDecay",
+        ),
+        (
+            [_experiment(variants=[{"name": "a"}, {"name": "b", "settings": {"useRanker": 1}}])],
+            r"spec\.experiments\[0\]\.variants\[1\]\.settings\.useRanker: Extra inputs",
+        ),
+    ],
+)
+def test_an_experiment_the_engine_would_refuse_names_the_field(
+    experiments: list[dict[str, Any]], message: str
+) -> None:
+    with pytest.raises(InvalidSpec, match=message):
+        parse_spec({**MINIMAL, "experiments": experiments})
+
+
+def test_spec_engine_does_not_take_experiments() -> None:
+    with pytest.raises(InvalidSpec, match=r"spec\.engine\.experiments: set spec\.experiments"):
+        parse_spec({**MINIMAL, "engine": {"experiments": [EXPERIMENT]}})
+    engine = _schema()["properties"]["spec"]["properties"]["engine"]["properties"]
+    assert "experiments" not in engine
 
 
 def test_the_sample_specs_parse() -> None:

@@ -193,6 +193,9 @@ def test_children_go_when_the_spec_or_the_recoengine_does(
     wait_until(lambda: not any(engines.names(kind) for kind in everything), 90, 0.5)
 
 
+_AB = {"name": "ab", "variants": [{"name": "a"}, {"name": "b"}]}
+
+
 def test_a_spec_that_can_never_work_is_refused_with_the_rule_s_message(engines: Engines) -> None:
     refusals = {
         "spec.ingest.replicas": engines.manifest(ingest={"replicas": -1}),
@@ -208,11 +211,28 @@ def test_a_spec_that_can_never_work_is_refused_with_the_rule_s_message(engines: 
         "the Job would be killed before the search ends": engines.manifest(
             training={"tune": {"budgetSeconds": 3600}}  # the deadline's default: 3600
         ),
+        "spec.experiments[0].variants: Invalid value": engines.manifest(
+            experiments=[{"name": "ab", "variants": [{"name": "a"}]}]  # one variant
+        ),
+        "spec.experiments[0].variants[1]: Duplicate value": engines.manifest(
+            experiments=[{"name": "ab", "variants": [{"name": "a"}, {"name": "a"}]}]
+        ),
+        "spec.experiments[1]: Duplicate value": engines.manifest(experiments=[_AB, _AB]),
+        "the experiments' traffic adds up to more than 1": engines.manifest(
+            experiments=[{**_AB, "traffic": 0.6}, {**_AB, "name": "cd", "traffic": 0.5}]
+        ),
     }
     for message, body in refusals.items():
         assert message in engines.apply_refused(body)
     assert engines.get("recoengine", "shop") is None
 
+    # Shares that add up to 1 in floats (0.1 + 0.2 + 0.7 > 1) and an integer share pass.
+    shares = [{**_AB, "name": n, "traffic": t} for n, t in (("a", 0.1), ("b", 0.2), ("c", 0.7))]
+    engines.apply(engines.manifest(experiments=shares))
+    engines.apply(engines.manifest(experiments=[{**_AB, "traffic": 1}]))
+    (experiment,) = engines.engine()["spec"]["experiments"]
+    assert experiment["attributionWindowSeconds"] == 1800, "the engine's default, filled in"
+    assert experiment["variants"][0] == {"name": "a", "weight": 1, "ranker": False, "settings": {}}
     engines.apply(engines.manifest())
     shrink = engines.apply_refused(engines.manifest(kafka={"partitions": 2}))
     assert "Kafka cannot take partitions away from a topic" in shrink

@@ -12,6 +12,7 @@ found before anything is counted in it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,10 @@ SUFFIXES = {
 # where PromQL takes one. Any other variable in a query fails the test.
 GRAFANA_INTERVALS = ("$__rate_interval", "$__interval", "$__range")
 
+# The dashboard's own variables (its templating), replaced by a value they may take: the
+# Experiments row's experiment (a regex of the chosen ones) and event type.
+TEMPLATE_VALUES = {"$experiment": ".*", "$kind": "click"}
+
 
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL expression selects, read from its syntax tree
@@ -52,6 +57,8 @@ def metric_names(expr: str) -> set[str]:
     does not have, raises ``ValueError``."""
     for variable in GRAFANA_INTERVALS:
         expr = expr.replace(variable, "5m")
+    for variable, value in TEMPLATE_VALUES.items():
+        expr = expr.replace(variable, value)
     assert "$" not in expr, f"a Grafana variable the test does not know in {expr!r}"
     return set(_selected(promql_parser.parse(expr)))
 
@@ -161,6 +168,48 @@ def test_panels_use_the_datasource_variable_and_unique_ids() -> None:
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
         ref_ids = [t["refId"] for t in panel["targets"]]
         assert len(ref_ids) == len(set(ref_ids)), panel["title"]
+
+
+_LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
+
+
+def test_the_dashboard_s_variables_come_from_metrics_the_engine_exports(
+    exported: dict[str, str],
+) -> None:
+    """The variables the queries use are the ones the test substitutes, and each lists the
+    values of a label of an exported series (Grafana's ``label_values(selector, label)``)."""
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    series = _series(exported)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert {f"${name}" for name in variables} - {"$datasource"} == TEMPLATE_VALUES.keys()
+    for name in ("experiment", "kind"):
+        variable = variables[name]
+        assert variable["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        match = _LABEL_VALUES.match(variable["query"]["query"])
+        assert match, variable["query"]
+        assert match["label"] == name
+        (metric,) = metric_names(match["selector"])
+        assert metric in series, f"${name} lists values of {metric}, which no role exports"
+    assert variables["kind"]["current"]["value"] == "click", "clicks per impression at first"
+    assert variables["experiment"]["allValue"] == ".*"
+
+
+def test_the_experiment_table_has_the_interval_of_reco_ab_report() -> None:
+    """rate = events / impressions, half-width 1.96 * sqrt(events) / impressions (the normal
+    approximation of a Poisson count), the rule of three's 3 / impressions above a variant
+    without events: what ``reco ab report`` prints."""
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    (table,) = [p for p in _panels(dashboard["panels"]) if p["type"] == "table"]
+    exprs = {t["refId"]: t["expr"] for t in table["targets"]}
+    renamed = table["transformations"][1]["options"]["renameByName"]
+    columns = {renamed[f"Value #{ref}"]: expr for ref, expr in exprs.items()}
+    assert set(columns) == {"impressions", "events", "low", "rate", "high"}
+    assert 'kind="impressions"' in columns["impressions"]
+    assert 'kind="$kind"' in columns["events"]
+    assert "- 1.96 * sqrt(" in columns["low"]
+    assert "+ 1.96 * sqrt(" in columns["high"]
+    assert "or 3 / " in columns["high"]
+    assert all(t.get("instant") and "[$__range]" in t["expr"] for t in table["targets"])
 
 
 @pytest.mark.parametrize(

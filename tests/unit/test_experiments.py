@@ -236,3 +236,16 @@ def test_settings_refuse_what_cannot_be_served() -> None:
     variant = parsed.experiments[0].variants[1]
     assert variant.ranker
     assert variant.settings.weights == SignalWeights(sequence=2)
+
+
+def test_a_variants_weights_replace_only_those_it_names() -> None:
+    served = EngineSettings(weights=SignalWeights(coview=0.5, recency=2), history_decay=0.7)
+    variant = Experiment.model_validate(
+        {
+            "name": "x",
+            "variants": [{"name": "a"}, {"name": "b", "settings": {"weights": {"sequence": 3}}}],
+        }
+    ).variants[1]
+    applied = variant.settings.apply(served)
+    assert applied.weights == SignalWeights(coview=0.5, recency=2, sequence=3)
+    assert applied.history_decay == 0.7
