@@ -15,6 +15,8 @@ they mean something on a noisy machine:
 Redis's own cost per recommendation and per applied event comes from its counters
 (``benchmarks.redis_cost``). ``ranker``: what the learned ranker costs to train and adds to
 a request, with and without it (``benchmarks.ranker``, in process; ``--no-ranker`` skips it).
+``experiments``: what an online experiment adds to a request and to the processor
+(``benchmarks.experiments``, in process; ``--no-experiments`` skips it).
 """
 
 from __future__ import annotations
@@ -561,6 +563,9 @@ def main() -> None:
         help="cluster: the stack on a 3-master Redis Cluster",
     )
     parser.add_argument("--no-ranker", action="store_true", help="skip the ranker's figures")
+    parser.add_argument(
+        "--no-experiments", action="store_true", help="skip the experiments' figures"
+    )
     args = parser.parse_args()
     modes = set(MODES) if args.mode == "all" else {args.mode}
     result: dict[str, Any] = {
@@ -572,6 +577,7 @@ def main() -> None:
         "stack": bench_stack(args.seconds, args.repeats) if "stack" in modes else None,
         "cluster": bench_cluster(args.seconds, args.repeats) if "cluster" in modes else None,
         "ranker": None if args.no_ranker else bench_ranker(),
+        "experiments": None if args.no_experiments else bench_experiments(),
     }
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
     print(text)
@@ -587,6 +593,13 @@ def bench_ranker() -> dict[str, Any]:
     from benchmarks import ranker
 
     return ranker.run(ranker.parser().parse_args([]))
+
+
+def bench_experiments() -> dict[str, Any]:
+    """``benchmarks.experiments`` at its defaults (200,000 events, 4,000 requests; ~1 min)."""
+    from benchmarks import experiments
+
+    return experiments.run(experiments.parser().parse_args([]))
 
 
 TARGETS = {
@@ -631,6 +644,18 @@ def render_docs(result: dict[str, Any]) -> None:
             f"200 candidates {rerank['200']['p99']:,} µs p99, 500 candidates "
             f"{rerank['500']['p99']:,} µs p99 (target: <= 1,000 µs p99 at ~500); training "
             f"{ranked['per_million_events_s']:,} s per million events.",
+        ]
+    ab = result.get("experiments")
+    if ab:
+        added, processor = ab["request_us_added"], ab["processor"]
+        lines += [
+            "",
+            f"Experiments ({ab['events']:,} synthetic events, embedded, in process): a request "
+            f"in an experiment adds {added['median']:,} µs median, {added['p99']:,} µs p99 "
+            "(assignment, id, variant settings, impression queued); the processor takes "
+            f"{processor['impressions_us_per_record']:,} µs per impression record and "
+            f"{processor['attributed_clicks_us_per_record']:,} µs per attributed click, "
+            f"against {processor['plain_views_us_per_record']:,} µs per plain view.",
         ]
     text = DOCS.read_text()
     head, _, rest = text.partition(BEGIN)
