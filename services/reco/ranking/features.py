@@ -49,6 +49,9 @@ def candidate_features(
     out = np.zeros((n, len(FEATURES)), dtype=np.float32)
     if not n:
         return items, out
+    # Each signal's table is walked once, looking its items up among the candidates: the
+    # tables together hold fewer items than the candidates times the signals.
+    row_of = dict(zip(items, range(n), strict=True))
     for col, signal in enumerate(SIGNALS):
         table = ranked.raw.get(signal)
         if not table:
@@ -57,13 +60,14 @@ def candidate_features(
         top = float(values.max())
         if top <= 0:
             continue
-        mine = np.fromiter(map(table.get, items, repeat(np.nan)), dtype=np.float64, count=n)
-        proposed = ~np.isnan(mine)
+        rows = np.fromiter(map(row_of.get, table, repeat(-1)), dtype=np.int64, count=len(table))
+        proposed = rows >= 0
+        mine = values[proposed]
         ascending = np.sort(values)
         # Rank 1 + how many values are strictly higher: equal values share a rank.
-        higher = len(values) - np.searchsorted(ascending, mine[proposed], side="right")
-        out[proposed, 2 * col] = mine[proposed] / top
-        out[proposed, 2 * col + 1] = 1.0 / (1 + higher)
+        higher = len(values) - np.searchsorted(ascending, mine, side="right")
+        out[rows[proposed], 2 * col] = mine / top
+        out[rows[proposed], 2 * col + 1] = 1.0 / (1 + higher)
     col = 2 * len(SIGNALS)
     out[:, col] = np.count_nonzero(out[:, 0:col:2], axis=1)
     totals = ranked.totals
