@@ -551,6 +551,7 @@ def ranker_cron_job(engine: Engine) -> Manifest:
         {"name": "RECO_ALGORITHM", "value": spec.training.algorithm},
         {"name": "RECO_RANKER_CANDIDATES", "value": str(ranker.candidates)},
         {"name": "RECO_RANKER_MAX_REQUESTS", "value": str(ranker.max_requests)},
+        {"name": "RECO_RANKER_TARGET", "value": ranker.target},
     ]
     env += [{"name": k, "value": v} for k, v in replay_settings_env(engine).items()]
     return _cron_job(

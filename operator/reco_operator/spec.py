@@ -300,6 +300,13 @@ class RankerSpec(CamelModel):
             "Requests recorded at most (RECO_RANKER_MAX_REQUESTS); beyond it every k-th is kept."
         ),
     )
+    target: Literal["next", "purchase"] = Field(
+        "next",
+        description=(
+            "What the ranker learns to put first (RECO_RANKER_TARGET): the next event's item, "
+            "or the item of each purchase (learning from the requests before purchases)."
+        ),
+    )
     active_deadline_seconds: int = Field(
         3600, ge=60, description="A run still going after this is stopped (publishing nothing)."
     )

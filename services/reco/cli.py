@@ -62,7 +62,7 @@ FLAGS = {
     "host": "--host", "port": "--port", "data_dir": "--data-dir", "algorithm": "--algorithm",
     "dim": "--dim", "epochs": "--epochs", "since_days": "--since-days",
     "protocol": "--protocol", "test_days": "--test-days", "folds": "--folds",
-    "budget_s": "--budget-s",
+    "budget_s": "--budget-s", "ranker_target": "--target",
 }  # fmt: skip
 
 
@@ -212,6 +212,11 @@ def _parser() -> argparse.ArgumentParser:
         "--ranker",
         action="store_true",
         help="learn the ranker (LambdaRank over each candidate's features) instead of vectors",
+    )
+    train.add_argument(
+        "--target",
+        choices=["next", "purchase"],
+        help="--ranker: put first the next event's item (default) or each purchase's",
     )
     train.set_defaults(run=_train)
 
@@ -447,9 +452,11 @@ def _train(args: argparse.Namespace) -> int:
     from reco.ranking import RANKER
     from reco.train import run, run_ranker
 
+    if args.target is not None and not args.ranker:
+        raise ConfigError("--target applies to --ranker only; add --ranker or drop --target")
     flags = {
         "data_dir": args.data_dir, "algorithm": args.algorithm, "dim": args.dim,
-        "epochs": args.epochs, "since_days": args.since_days,
+        "epochs": args.epochs, "since_days": args.since_days, "ranker_target": args.target,
     }  # fmt: skip
     settings = TrainSettings(**{k: v for k, v in flags.items() if v is not None})
     if args.ranker:

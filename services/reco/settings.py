@@ -543,6 +543,13 @@ class TrainSettings(StackSettings):
         "session",
         description="--ranker: train on the requests pages make, by session or by user.",
     )
+    ranker_target: Literal["next", "purchase"] = Field(
+        "next",
+        description=(
+            "--ranker: learn to put first the next event's item, or the item of each "
+            "purchase (recording the requests before purchases only)."
+        ),
+    )
     ranker_exclude_seen: bool = Field(
         True,
         description=(

@@ -145,6 +145,7 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
             max_requests=settings.ranker_max_requests,
             unit=settings.ranker_unit,
             exclude_seen=settings.ranker_exclude_seen,
+            target=settings.ranker_target,
         )
         started = time.perf_counter()
         examples = replay_examples(
@@ -156,6 +157,7 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
             max_requests=params.max_requests,
             unit=params.unit,
             exclude_seen=params.exclude_seen,
+            target=params.target,
         )
         replay_s = time.perf_counter() - started
         model, metrics = fit(examples, params)

@@ -336,7 +336,7 @@ def test_the_ranker_reads_the_archive_and_the_settings_of_the_api_and_the_proces
         {
             "training": {
                 "algorithm": "item2vec",
-                "ranker": {"candidates": 300, "maxRequests": 20000},
+                "ranker": {"candidates": 300, "maxRequests": 20000, "target": "purchase"},
             },
             "engine": {"weights": {"coview": 2}, "eventWeights": {"view": 1, "buy": 9}},
         }
@@ -353,6 +353,7 @@ def test_the_ranker_reads_the_archive_and_the_settings_of_the_api_and_the_proces
     assert by_name["RECO_ALGORITHM"]["value"] == "item2vec", "vectors trained as reco train does"
     assert by_name["RECO_RANKER_CANDIDATES"]["value"] == "300"
     assert by_name["RECO_RANKER_MAX_REQUESTS"]["value"] == "20000"
+    assert by_name["RECO_RANKER_TARGET"]["value"] == "purchase"
     assert "RECO_REDIS_URL" not in by_name
     assert json.loads(by_name["RECO_WEIGHTS"]["value"])["coview"] == 2.0, "the api's weights"
     assert json.loads(by_name["RECO_EVENT_WEIGHTS"]["value"]) == {"view": 1.0, "buy": 9.0}
@@ -364,6 +365,7 @@ def test_the_ranker_reads_the_archive_and_the_settings_of_the_api_and_the_proces
     defaults = {e["name"]: e for e in container["env"]}
     assert defaults["RECO_RANKER_CANDIDATES"]["value"] == "200"
     assert defaults["RECO_RANKER_MAX_REQUESTS"]["value"] == "100000"
+    assert defaults["RECO_RANKER_TARGET"]["value"] == "next"
     assert defaults["RECO_ALGORITHM"]["value"] == "als"
 
 

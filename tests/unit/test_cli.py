@@ -120,6 +120,20 @@ CASES: list[tuple[str, list[str], dict[str, str], int, list[str]]] = [
         ["a-file: a part of the path is a file, not a directory"],
     ),
     (
+        "a ranker's option without --ranker",
+        ["train", "--target", "purchase"],
+        {},
+        2,
+        ["--target applies to --ranker only", "add --ranker or drop --target"],
+    ),
+    (
+        "an experiment setting the engine refuses",
+        ["api"],
+        {"RECO_EXPERIMENTS": '[{"name": "x", "variants": [{"name": "a"}]}]'},
+        2,
+        ["RECO_EXPERIMENTS", "at least 2 items", "fix the variable"],
+    ),
+    (
         "rebuild without --yes",
         ["rebuild"],
         {},

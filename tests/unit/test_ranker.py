@@ -11,7 +11,14 @@ from reco.events import Event
 from reco.ports import RecoInputs, Related
 from reco.ranking.features import FEATURES, candidate_features
 from reco.ranking.model import RankerModel
-from reco.ranking.training import Examples, RankerParams, TooFewExamples, fit, replay_examples
+from reco.ranking.training import (
+    Examples,
+    RankerParams,
+    TooFewExamples,
+    beats_weighted_sum,
+    fit,
+    replay_examples,
+)
 from reco.scoring import Ranked, score
 from reco.settings import EngineSettings, SignalWeights
 from tests.support.shops import ring_walks
@@ -171,3 +178,55 @@ def test_items_a_page_would_not_show_are_left_out_of_the_examples() -> None:
     assert any(f[:, seen].any() for f in kept.features)
     assert not any(f[:, seen].any() for f in shown.features)
     assert shown.rows < kept.rows
+
+
+def _walks_then_purchase_of_the_first(sessions: int) -> list[Event]:
+    """Ring walks whose session ends with a purchase of the walk's first item: the
+    weighted sum puts the most recent items first, the buyer goes back to the oldest."""
+    events = _ring_events(sessions)
+    by_session: dict[str, list[Event]] = {}
+    for e in events:
+        by_session.setdefault(str(e.session_id), []).append(e)
+    out = list(events)
+    for sid, walk in by_session.items():
+        first, last = walk[0], walk[-1]
+        at = last.timestamp + 60
+        out.append(Event(f"buy-{sid}", first.user_id, first.item_id, "purchase", at, at, sid))
+    return out
+
+
+def test_the_purchase_target_learns_from_the_requests_before_purchases() -> None:
+    events = _walks_then_purchase_of_the_first(600)
+    settings = EngineSettings()
+    params = RankerParams(candidates=50, target="purchase", min_data_in_leaf=5)
+    examples = replay_examples(events, settings, candidates=50, warmup=0.3, target="purchase")
+    assert examples.requests == 420, "one request per purchase after the warm-up"
+    seen_recency = FEATURES.index("seen_recency")
+    for features, labels in zip(examples.features, examples.labels, strict=True):
+        (bought,) = np.flatnonzero(labels)
+        assert features[bought, seen_recency] == pytest.approx(1 / 5), "the oldest of five"
+    _, metrics = fit(examples, params)
+    assert metrics["valid_ndcg20_ranker"] > 0.95
+    assert metrics["valid_ndcg20_weighted_sum"] < 0.6
+    assert beats_weighted_sum(metrics)
+    nexts = replay_examples(events, settings, candidates=50, warmup=0.3)
+    assert nexts.requests > 4 * examples.requests, "the next target records every event"
+
+
+def test_the_purchase_target_without_purchases_says_what_to_do() -> None:
+    examples = replay_examples(_ring_events(60), EngineSettings(), candidates=50, target="purchase")
+    assert examples.requests == 0
+    with pytest.raises(TooFewExamples, match="more purchases, or with the next target"):
+        fit(examples, RankerParams(target="purchase"))
+
+
+def test_an_evaluation_whose_ranker_cannot_be_trained_serves_the_weighted_sum() -> None:
+    """``reco eval --ranker`` on a log with too few purchases for the purchase target:
+    engine+ranker is the engine, and the report says why."""
+    from reco.evaluation.engine import EngineSystem
+
+    system = EngineSystem(EngineSettings(), ranker=RankerParams(target="purchase"))
+    system.fit(_ring_events(60), online=True)
+    assert system.ranker is None
+    assert system.ranker_metrics["served"] is False
+    assert "more purchases" in system.ranker_metrics["not_trained"]

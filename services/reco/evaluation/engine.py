@@ -31,7 +31,12 @@ from reco.metrics import EmbeddedMetrics
 from reco.ports import FeatureStore, Record
 from reco.processor import Processor
 from reco.ranking.model import RankerModel
-from reco.ranking.training import RankerParams, beats_weighted_sum, replay_examples
+from reco.ranking.training import (
+    RankerParams,
+    TooFewExamples,
+    beats_weighted_sum,
+    replay_examples,
+)
 from reco.ranking.training import fit as fit_ranker
 from reco.rules import RuleOptions
 from reco.scoring import Ranked
@@ -183,12 +188,19 @@ class EngineSystem:
                 max_requests=self._ranker.max_requests,
                 unit=self._ranker.unit,
                 exclude_seen=self._ranker.exclude_seen,
+                target=self._ranker.target,
             )
-            model, self.ranker_metrics = fit_ranker(examples, self._ranker)
-            # As reco train --ranker publishes it: only when it beats the weighted sum on
-            # its validation requests; otherwise the api keeps the weighted sum.
-            self.ranker_metrics["served"] = beats_weighted_sum(self.ranker_metrics)
-            self._rankers.current = model if self.ranker_metrics["served"] else None
+            try:
+                model, self.ranker_metrics = fit_ranker(examples, self._ranker)
+            except TooFewExamples as exc:
+                # reco train --ranker would refuse; the api would keep the weighted sum.
+                self.ranker_metrics = {"served": False, "not_trained": str(exc)}
+                self._rankers.current = None
+            else:
+                # As reco train --ranker publishes it: only when it beats the weighted sum
+                # on its validation requests; otherwise the api keeps the weighted sum.
+                self.ranker_metrics["served"] = beats_weighted_sum(self.ranker_metrics)
+                self._rankers.current = model if self.ranker_metrics["served"] else None
         if not online:
             self._frozen = FrozenFeatures(self.store)
             self._log = MemoryLog()

@@ -82,8 +82,14 @@ def factories(config: EvalConfig, settings: EngineSettings) -> list[Callable[[],
         if config.ranker:
             # Trained on requests like the protocol's: a user's whole history without the
             # items already rated (user protocol), or a session's prefix, seen items kept.
+            # With the purchase target it learns from the requests before purchases, seen
+            # items kept: the purchase protocol ranks them too (a buyer comes back to one).
             user = config.protocol == "user" or config.unit == "user"
-            ranker = RankerParams(unit="user", exclude_seen=True) if user else RankerParams()
+            ranker = RankerParams(
+                unit="user" if user else "session",
+                exclude_seen=config.protocol == "user",
+                target=config.target,
+            )
             out.append(lambda: EngineSystem(settings, embeddings=params, ranker=ranker))
     out.extend(BASELINES[name] for name in config.baselines)
     return out

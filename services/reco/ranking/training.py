@@ -5,7 +5,9 @@ own path (``EngineSystem``: the processor applying each event to an in-memory st
 api's ``Recommender`` reading it). Before each event of a session that already has one, the
 session's candidates are taken as a request would see them at that moment (the weighted
 sum's first ``candidates``, with ``candidate_features``), labelled 1 for the item the event
-names and 0 for the others; then the event is applied. A request whose next item is not
+names and 0 for the others; then the event is applied. With the purchase target only the
+requests before a purchase are recorded, labelled by the item bought: a ranker for the
+pages whose goal is the sale rather than the next click. A request whose next item is not
 among the candidates teaches nothing to a listwise objective and is left out (counted).
 
 **Training.** The requests are split by time: the last ``valid_share`` validate, with early
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 NDCG_AT = 20
 Unit = Literal["session", "user"]
+Target = Literal["next", "purchase"]
+PURCHASE = "purchase"
 
 
 class TooFewExamples(ValueError):
@@ -70,6 +74,7 @@ def replay_examples(
     max_requests: int | None = None,
     unit: Unit = "session",
     exclude_seen: bool = False,
+    target: Target = "next",
 ) -> Examples:
     """Replay ``events`` (any order; replayed in time order) and record each request's
     candidates as they were before the event that followed.
@@ -83,7 +88,8 @@ def replay_examples(
     the user's (their whole recent history). ``exclude_seen``: leave out of each request
     the candidates the page would not show (the session's or user's items so far), as the
     api's ``exclude_seen`` does; their features are computed among the others all the same,
-    as in the api, which reranks first and applies its rules after."""
+    as in the api, which reranks first and applies its rules after. ``target``: record
+    the request before every event (``next``), or before each purchase only."""
     # The evaluation package imports this module (``reco eval --ranker``).
     from reco.evaluation.data import sessionize
     from reco.evaluation.engine import EngineSystem
@@ -91,7 +97,8 @@ def replay_examples(
     ordered = sessionize(sorted(events, key=lambda e: e.timestamp), settings.session_gap_s)
     cut = int(len(ordered) * warmup)
     key = _unit_key(unit)
-    eligible = _eligible(ordered, cut, key)
+    purchases_only = target == PURCHASE
+    eligible = _eligible(ordered, cut, key, purchases_only)
     every = max(1, math.ceil(eligible / max_requests)) if max_requests else 1
     engine = EngineSystem(settings)
     if embeddings is not None and cut:
@@ -104,7 +111,7 @@ def replay_examples(
     for index, event in enumerate(ordered):
         who = key(event)
         seen = history.setdefault(who, set())
-        if index >= cut and seen:
+        if index >= cut and seen and (not purchases_only or event.type == PURCHASE):
             out.requests += 1
             if (out.requests - 1) % every == 0:
                 if unit == "user":
@@ -125,8 +132,9 @@ def replay_examples(
         seen.add(event.item_id)
     log.info(
         "ranker examples: %d events replayed (the first %d to warm up), %d %s requests "
-        "(every %d recorded), %d with the next item among %d candidates, %.0f s",
-        len(ordered), cut, out.requests, unit, every, len(out), candidates,
+        "before %s (every %d recorded), %d with the item among %d candidates, %.0f s",
+        len(ordered), cut, out.requests, unit,
+        "a purchase" if purchases_only else "an event", every, len(out), candidates,
         time.perf_counter() - started,
     )  # fmt: skip
     return out
@@ -138,14 +146,17 @@ def _unit_key(unit: Unit) -> Callable[[Event], str]:
     return lambda e: e.session_id or e.user_id
 
 
-def _eligible(ordered: Sequence[Event], start: int, key: Callable[[Event], str]) -> int:
+def _eligible(
+    ordered: Sequence[Event], start: int, key: Callable[[Event], str], purchases_only: bool
+) -> int:
     """How many events from ``start`` on follow an earlier event of their session or user
-    (each is a request)."""
+    (each is a request); of the purchases only with ``purchases_only``."""
     seen: set[str] = set()
     count = 0
     for index, event in enumerate(ordered):
         who = key(event)
-        count += index >= start and who in seen
+        wanted = not purchases_only or event.type == PURCHASE
+        count += index >= start and who in seen and wanted
         seen.add(who)
     return count
 
@@ -170,6 +181,9 @@ class RankerParams:
     """Whose requests the replay records: the session's, or the user's."""
     exclude_seen: bool = False
     """Leave the requester's items so far out of each request, as the api's rule does."""
+    target: Target = "next"
+    """What the recorded requests are labelled by: the next event's item, or the item of
+    each purchase (the requests before the others are not recorded)."""
     seed: int = 0
 
 
@@ -179,9 +193,11 @@ def fit(examples: Examples, params: RankerParams) -> tuple[RankerModel, dict[str
     n = len(examples)
     cut = int(n * (1 - params.valid_share))
     if cut < 20 or n - cut < 5:
+        what = "purchased" if params.target == PURCHASE else "next"
         raise TooFewExamples(
-            f"{n} requests with their next item among the candidates: the ranker needs a few "
-            "hundred; train it once the shop has more sessions of two or more events"
+            f"{n} requests with their {what} item among the candidates: the ranker needs a "
+            "few hundred; train it once the shop has more sessions of two or more events"
+            + (" and more purchases, or with the next target" if what == "purchased" else "")
         )
     lightgbm = lightgbm_module()
     train = _dataset(lightgbm, examples, slice(0, cut))
