@@ -594,6 +594,7 @@ def _get_json(args: argparse.Namespace) -> dict[str, Any]:
     import httpx
 
     url = args.url.rstrip("/") + "/experiments"
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one request: no log line for it
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     try:
         response = httpx.get(url, headers=headers, timeout=30)

@@ -232,15 +232,18 @@ class Rate:
 
 @dataclass(frozen=True, slots=True)
 class Lift:
-    """A variant's rate minus control's, with a 95 % interval, and the relative change."""
+    """A variant's rate minus control's, with a 95 % interval, and the relative change;
+    no interval (``None``) while either has no impression."""
 
     difference: float
-    low: float
-    high: float
+    low: float | None
+    high: float | None
     relative: float | None
 
     @property
     def verdict(self) -> str:
+        if self.low is None or self.high is None:
+            return "no impressions yet"
         if self.low > 0:
             return "better"
         if self.high < 0:
@@ -330,8 +333,10 @@ def _rate(count: int, impressions: int) -> Rate:
 
 def _lift(variant: Rate, n: int, control: Rate, m: int) -> Lift:
     difference = variant.rate - control.rate
-    half = _Z95 * math.sqrt(variant.count / n**2 + control.count / m**2) if n and m else math.inf
     relative = difference / control.rate if control.rate > 0 else None
+    if not (n and m):
+        return Lift(difference, None, None, relative)
+    half = _Z95 * math.sqrt(variant.count / n**2 + control.count / m**2)
     return Lift(difference, difference - half, difference + half, relative)
 
 
@@ -392,6 +397,9 @@ def format_report(reports: Sequence[ExperimentReport]) -> str:
         for v in rep.variants[1:]:
             for kind in kinds:
                 lift = v.lifts[kind]
+                if lift.low is None or lift.high is None:
+                    lines.append(f"  {v.name} vs {control}, {kind}: {lift.verdict}")
+                    continue
                 relative = f", {lift.relative:+.1%}" if lift.relative is not None else ""
                 lines.append(
                     f"  {v.name} vs {control}, {kind}: {lift.difference:+.4f} "

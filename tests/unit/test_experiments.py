@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from reco.events import Event
 from reco.experiments import (
     Attribution,
+    ExperimentReport,
     Experiments,
     format_report,
     impression,
@@ -249,3 +250,14 @@ def test_a_variants_weights_replace_only_those_it_names() -> None:
     applied = variant.settings.apply(served)
     assert applied.weights == SignalWeights(coview=0.5, recency=2, sequence=3)
     assert applied.history_decay == 0.7
+
+
+def test_a_variant_without_impressions_has_no_comparison_yet() -> None:
+    counts = {"ab/control/impressions": 0, "ab/engine/impressions": 3, "ab/engine/click": 1}
+    (rep,) = report(counts, [_experiment(control=1, engine=1)], ["click"])
+    lift = rep.variants[1].lifts["click"]
+    assert lift.low is None
+    assert lift.verdict == "no impressions yet"
+    assert "engine vs control, click: no impressions yet" in format_report([rep])
+    again = ExperimentReport.from_dict(rep.to_dict())
+    assert again.variants[1].lifts["click"].verdict == "no impressions yet"
