@@ -7,6 +7,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,12 @@ def env_of(
     }
 
 
-@pytest.fixture
-def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
-    s = Stack(stack_env, tmp_path / "logs")
+@contextmanager
+def stack_of(env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+    """The services over ``env`` (started by the test), their logs printed if it fails,
+    every one stopped at the end."""
     (tmp_path / "logs").mkdir()
+    s = Stack(env, tmp_path / "logs")
     try:
         yield s
     except BaseException:
@@ -80,6 +83,12 @@ def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
         raise
     finally:
         s.stop()
+
+
+@pytest.fixture
+def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
+    with stack_of(stack_env, tmp_path) as s:
+        yield s
 
 
 def topic_end_offsets(env: dict[str, str]) -> dict[int, int]:

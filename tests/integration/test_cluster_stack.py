@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     drained,
     env_of,
     shop_events,
+    stack_of,
 )
 
 pytestmark = pytest.mark.integration
@@ -39,15 +40,8 @@ def cluster_env(
 
 @pytest.fixture
 def cluster_stack(cluster_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
-    (tmp_path / "logs").mkdir()
-    s = Stack(cluster_env, tmp_path / "logs")
-    try:
+    with stack_of(cluster_env, tmp_path) as s:
         yield s
-    except BaseException:
-        print(s.logs())
-        raise
-    finally:
-        s.stop()
 
 
 def test_processor_killed_repeatedly_on_a_cluster_loses_nothing_counts_nothing_twice(

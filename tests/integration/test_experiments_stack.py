@@ -17,7 +17,7 @@ import pytest
 from reco.cli import main as reco
 from reco.local.stack import Stack, post_events
 from tests.conftest import wait_until
-from tests.integration.conftest import PARTITIONS, drained, shop_events
+from tests.integration.conftest import PARTITIONS, drained, shop_events, stack_of
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +36,8 @@ def ab_env(stack_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture
 def ab_stack(ab_env: dict[str, str], tmp_path: Path) -> Iterator[Stack]:
-    (tmp_path / "logs").mkdir()
-    s = Stack(ab_env, tmp_path / "logs")
-    try:
+    with stack_of(ab_env, tmp_path) as s:
         yield s
-    except BaseException:
-        print(s.logs())
-        raise
-    finally:
-        s.stop()
 
 
 def _variants(api: str) -> dict[str, dict[str, Any]]:

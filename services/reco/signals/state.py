@@ -43,7 +43,10 @@ class UserProfile:
             session_seq=int(data.get("session_seq", 0)),
             recent=[(str(i), float(t), float(w)) for i, t, w in data.get("recent", [])],
             purchases=[str(i) for i in data.get("purchases", [])],
-            shown=list(data.get("shown", [])),
+            shown=[
+                [str(r), str(e), str(v), float(t), [str(i) for i in items], [str(c) for c in done]]
+                for r, e, v, t, items, done in data.get("shown", [])
+            ],
         )
 
 
