@@ -6,6 +6,7 @@ report`` reads the counters from Redis."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,3 +110,58 @@ def test_impressions_and_attributed_events_are_counted_once(
         kinds = dict(conn.execute("SELECT type, count(*) FROM events GROUP BY type").fetchall())
     assert "impression" not in kinds
     assert kinds["click"] == len(follow) + sum(e["type"] == "click" for e in shop.events)
+
+
+def test_a_processor_killed_mid_stream_counts_every_impression_and_click_once(
+    ab_stack: Stack, ab_env: dict[str, str]
+) -> None:
+    """The counters ride in the batch's atomic write with its offsets: SIGKILLed while
+    impressions and clicks stream in, the restarted processor neither loses nor repeats
+    one (the clicks without an id also need their impression kept in the profile)."""
+    stack = ab_stack
+    stack.start("ingest", "processor", "api")
+    api, ingest = stack["api"].url, stack["ingest"].url
+    shop = shop_events(300, seed=5)
+    httpx.put(api + "/items", json=shop.items, timeout=30).raise_for_status()
+    assert post_events(ingest, shop.events) == len(shop.events)
+    drained(stack, len(shop.events))
+    users = sorted({e["user_id"] for e in shop.events})
+
+    served: dict[str, int] = {"control": 0, "more-recent": 0}
+    clicks: dict[str, int] = {"control": 0, "more-recent": 0}
+    follow = []
+    last_round = 2 * len(users)
+    with httpx.Client(base_url=api, timeout=10) as http:
+        for n, user in enumerate(users * 3):
+            body = http.get("/recommendations", params={"user_id": user, "count": 5}).json()
+            served[body["variant"]] += 1
+            # Each user acts on their last page once: by its id, or by item and time (the
+            # last page showing the item is this one, so either way it counts here).
+            if body["items"] and n >= last_round:
+                click = {"user_id": user, "item_id": body["items"][-1]["item_id"], "type": "cart"}
+                if n % 2:
+                    click["recommendation_id"] = body["recommendation_id"]
+                follow.append(click)
+                clicks[body["variant"]] += 1
+            if n == len(users):
+                stack["processor"].kill()  # impressions keep coming into the topic
+                stack["processor"].start()
+    wait_until(
+        lambda: {v: c["impressions"] for v, c in _variants(api).items()} == served,
+        timeout_s=90,
+        every_s=0.5,
+    )
+    sender = threading.Thread(target=post_events, args=(ingest, follow), kwargs={"batch": 50})
+    sender.start()
+    wait_until(
+        lambda: stack["processor"].metric("experiment_events_total", kind="cart") > 0,
+        timeout_s=60,
+        every_s=0.05,
+    )
+    stack["processor"].kill()
+    stack["processor"].start()
+    sender.join()
+    drained(stack, 0)
+    variants = _variants(api)
+    assert {v: c["impressions"] for v, c in variants.items()} == served
+    assert {v: c["events"]["cart"]["count"] for v, c in variants.items()} == clicks
