@@ -133,6 +133,7 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
     from reco.tune import engine_settings, serving
 
     models = open_models(settings)
+    catalog = _open_catalog(settings)
     try:
         skipped = Skipped()
         distinct = list(distinct_events(settings, skipped))
@@ -158,6 +159,7 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
             unit=params.unit,
             exclude_seen=params.exclude_seen,
             target=params.target,
+            catalog=catalog,
         )
         replay_s = time.perf_counter() - started
         model, metrics = fit(examples, params)
@@ -185,6 +187,7 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
         )  # fmt: skip
         return RankerReport(version, pruned, metrics, f"published: {figures}")
     finally:
+        catalog.close()
         models.close()
 
 
@@ -247,10 +250,13 @@ def _data_dir(settings: TrainSettings) -> Path:
 
 def _open(settings: TrainSettings) -> tuple[Iterator[tuple[Event, int]], Catalog, ModelStore]:
     models = open_models(settings)
+    return archived(settings), _open_catalog(settings), models
+
+
+def _open_catalog(settings: TrainSettings) -> Catalog:
+    """Embedded mode's ``catalog.db`` when ``data_dir`` is set, else PostgreSQL's catalog."""
     if settings.data_dir is not None:
         from reco.adapters.sqlite_catalog import SqliteCatalog
 
-        catalog: Catalog = SqliteCatalog(Path(settings.data_dir) / "catalog.db")
-    else:
-        catalog = open_catalog(settings.database_url.get_secret_value())
-    return archived(settings), catalog, models
+        return SqliteCatalog(Path(settings.data_dir) / "catalog.db")
+    return open_catalog(settings.database_url.get_secret_value())

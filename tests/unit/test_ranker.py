@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reco.catalog import Item
 from reco.events import Event
 from reco.ports import RecoInputs, Related
-from reco.ranking.features import FEATURES, candidate_features
+from reco.ranking.features import FEATURES, candidate_features, catalog_ids
 from reco.ranking.model import RankerModel
 from reco.ranking.training import (
     Examples,
@@ -69,6 +70,31 @@ def test_each_candidate_gets_its_signals_values_ranks_and_context() -> None:
     assert features[0][column("score")] == 1.0
     assert features[0][column("score_rank")] == 1.0
     assert features[1][column("score_rank")] == pytest.approx(1 / 2)
+
+
+def test_catalog_columns_compare_each_candidate_with_the_context() -> None:
+    context, ranked = _ranked()
+    day = 86400.0
+    catalog = {
+        "a": Item("a", category="shoes", price=100.0),
+        "b": Item("b", category="shoes", price=50.0, created_at=0.0),
+        "x": Item("x", category="shoes", price=150.0, created_at=10 * day),
+        "y": Item("y", category="hats"),
+        "z": Item("z", price=300.0),
+    }
+    assert set(catalog_ids(ranked, context, 50)) == {*ranked.order, *context}
+    items, features = candidate_features(ranked, context, 50, catalog, now=12 * day)
+    row = {item: features[i] for i, item in enumerate(items)}
+    assert row["x"][column("category_match")] == 1.0, "both context items are shoes"
+    assert row["y"][column("category_match")] == 0.0
+    assert np.isnan(row["z"][column("category_match")]), "no category: unknown"
+    assert row["x"][column("price_ratio")] == pytest.approx(150 / 75), "over the median 75"
+    assert row["z"][column("price_ratio")] == pytest.approx(4.0)
+    assert np.isnan(row["y"][column("price_ratio")])
+    assert row["x"][column("age_days")] == pytest.approx(2.0)
+    assert np.isnan(row["y"][column("age_days")])
+    _, unknown = candidate_features(ranked, context, 50)
+    assert np.isnan(unknown[:, column("category_match") :]).all(), "no catalog: all unknown"
 
 
 def test_only_the_first_candidates_are_featurised() -> None:

@@ -22,6 +22,7 @@ from reco.experiments import (
 )
 from reco.metrics import ApiMetrics
 from reco.ports import Catalog, FeatureStore, RecoInputs
+from reco.ranking.features import catalog_ids
 from reco.rules import RuleOptions, boost_new_items, select
 from reco.scoring import Candidate, Ranked, Sourced, score, similar
 from reco.settings import EngineSettings
@@ -99,7 +100,9 @@ class Recommender:
 
         ranked = self._rank(s, inputs, model)
         if ranker is not None:
-            ranked = ranker.rerank(ranked, inputs.context)
+            wanted = catalog_ids(ranked, inputs.context, ranker.candidates)
+            entries = self._catalog.get_many(wanted)
+            ranked = ranker.rerank(ranked, inputs.context, entries, time.time())
         personal = bool(inputs.context)
         if not personal:
             self._metrics.fallbacks.labels("cold").inc()
@@ -164,6 +167,10 @@ class Recommender:
         s = self._tuned.settings()
         inputs = self._inputs(s, user_id, session_id, _pool(count), None)
         return inputs.context, self._rank(s, inputs, self._models.current)
+
+    def catalog_entries(self, item_ids: Iterable[str]) -> dict[str, Item]:
+        """The catalog's entries of ``item_ids`` (the ranker's catalog features)."""
+        return self._catalog.get_many(item_ids)
 
     def _inputs(
         self,

@@ -28,7 +28,7 @@ from reco.evaluation.frozen import FrozenFeatures
 from reco.evaluation.metrics import Ranking, Rest
 from reco.events import Event
 from reco.metrics import EmbeddedMetrics
-from reco.ports import FeatureStore, Record
+from reco.ports import Catalog, FeatureStore, Record
 from reco.processor import Processor
 from reco.ranking.model import RankerModel
 from reco.ranking.training import (
@@ -106,6 +106,41 @@ class NullCatalog:
         return None
 
 
+class EventCatalog(NullCatalog):
+    """What events tell of their items, learned as they arrive: the category and price their
+    properties carry (as a shop's clients may send them; Taobao's and REES46's events do).
+    The evaluation's stand-in for a shop's catalog, read by the ranker's catalog features;
+    the rules of the evaluation read none of it."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Item] = {}
+
+    def learn(self, events: Iterable[Event]) -> None:
+        items = self._items
+        for event in events:
+            if event.item_id in items:
+                continue
+            props = event.properties
+            category, price = props.get("category"), props.get("price")
+            if category is None and price is None:
+                continue
+            items[event.item_id] = Item(
+                event.item_id,
+                category=str(category) if category not in (None, "") else None,
+                price=float(price) if isinstance(price, int | float) else None,
+            )
+
+    def get(self, item_id: str) -> Item | None:
+        return self._items.get(item_id)
+
+    def get_many(self, item_ids: Iterable[str]) -> dict[str, Item]:
+        items = self._items
+        return {i: items[i] for i in item_ids if i in items}
+
+    def count(self) -> int:
+        return len(self._items)
+
+
 class EngineSystem:
     """The engine as a ``System``: training is the processor draining ``T`` from the log.
 
@@ -123,12 +158,15 @@ class EngineSystem:
         batch_size: int = 2000,
         embeddings: TrainParams | None = None,
         ranker: RankerParams | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
+        """``catalog``: the items' entries the ranker's catalog features read (a shop's
+        catalog); without it, what the events' properties say of their items."""
         # A cached response would hide the cost of a recommendation and nothing else: every
         # event changes the session's version, so the cache would never hit anyway.
         self._settings = settings.model_copy(update={"cache_ttl_s": 0.0})
         self._batch = batch_size
-        self._catalog = NullCatalog()
+        self._catalog: Catalog = catalog if catalog is not None else EventCatalog()
         self._metrics = EmbeddedMetrics()
         self.store = self._new_store()
         self._log = MemoryLog()
@@ -169,6 +207,8 @@ class EngineSystem:
         """The processor drains ``train``; with ``embeddings``, item vectors are trained on
         the same events, as ``reco train`` would from the archive. The vectors are not
         retrained during an online replay (production retrains on a schedule)."""
+        if isinstance(self._catalog, EventCatalog):
+            self._catalog.learn(train)
         self._log.append(train)
         while self._processor.run_once(self._batch, 0).records:
             pass
@@ -209,6 +249,8 @@ class EngineSystem:
 
     def observe(self, event: Event) -> None:
         """One record, one processor batch: the event is applied before the next request."""
+        if isinstance(self._catalog, EventCatalog):
+            self._catalog.learn((event,))
         self._log.append([event])
         self._processor.run_once(1, 0)
 
@@ -244,6 +286,10 @@ class EngineSystem:
     def details(self) -> dict[str, Any]:
         """The ranker's training figures (``reco eval --json`` reports them), if any."""
         return {"ranker": self.ranker_metrics} if self._ranker is not None else {}
+
+    def catalog_entries(self, item_ids: Iterable[str]) -> dict[str, Item]:
+        """The catalog's entries of ``item_ids``, as the api reads them for the ranker."""
+        return self._recommender.catalog_entries(item_ids)
 
     def candidates(
         self, *, session_id: str | None = None, user_id: str | None = None

@@ -7,12 +7,13 @@ refused at load (the api keeps the weighted sum), never served wrong.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import orjson
 
+from reco.catalog import Item
 from reco.ranking.features import FEATURES, candidate_features
 from reco.scoring import Ranked
 
@@ -46,14 +47,20 @@ class RankerModel:
         scores: np.ndarray = self._booster.predict(features, num_threads=1)
         return scores
 
-    def rerank(self, ranked: Ranked, context: Sequence[str]) -> Ranked:
+    def rerank(
+        self,
+        ranked: Ranked,
+        context: Sequence[str],
+        catalog: Mapping[str, Item] | None = None,
+        now: float | None = None,
+    ) -> Ranked:
         """The first ``candidates`` of ``ranked`` in the model's order (ties: the weighted
         sum's), then the others in the weighted sum's order, for the rules to draw on.
 
         A page's scores stay positive and decreasing: the reranked ones score 1 plus how
         far the model's score lies above the lowest of them, the others their weighted sum
-        scaled below 1."""
-        items, features = candidate_features(ranked, context, self.candidates)
+        scaled below 1. ``catalog`` and ``now``: see ``candidate_features``."""
+        items, features = candidate_features(ranked, context, self.candidates, catalog, now)
         if not items:
             return ranked
         scores = self.scores(features)

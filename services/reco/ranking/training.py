@@ -31,7 +31,8 @@ import numpy.typing as npt
 from reco.embeddings.training import TrainParams, corpus
 from reco.embeddings.training import train as train_embeddings
 from reco.events import Event
-from reco.ranking.features import FEATURES, Matrix, candidate_features
+from reco.ports import Catalog
+from reco.ranking.features import FEATURES, Matrix, candidate_features, catalog_ids
 from reco.ranking.model import RankerModel, lightgbm_module
 from reco.settings import EngineSettings
 
@@ -75,6 +76,7 @@ def replay_examples(
     unit: Unit = "session",
     exclude_seen: bool = False,
     target: Target = "next",
+    catalog: Catalog | None = None,
 ) -> Examples:
     """Replay ``events`` (any order; replayed in time order) and record each request's
     candidates as they were before the event that followed.
@@ -85,7 +87,9 @@ def replay_examples(
     its last training, as the api's vectors do (vectors trained on every event would tell
     the features what comes next). ``max_requests``: record every k-th request only (every
     event is still applied). ``unit``: the requests are the session's (a shop's pages) or
-    the user's (their whole recent history). ``exclude_seen``: leave out of each request
+    the user's (their whole recent history). ``catalog``: the shop's, for the catalog
+    features (without it, what the replayed events' properties say of their items, learned
+    as they come). ``exclude_seen``: leave out of each request
     the candidates the page would not show (the session's or user's items so far), as the
     api's ``exclude_seen`` does; their features are computed among the others all the same,
     as in the api, which reranks first and applies its rules after. ``target``: record
@@ -100,7 +104,7 @@ def replay_examples(
     purchases_only = target == PURCHASE
     eligible = _eligible(ordered, cut, key, purchases_only)
     every = max(1, math.ceil(eligible / max_requests)) if max_requests else 1
-    engine = EngineSystem(settings)
+    engine = EngineSystem(settings, catalog=catalog)
     if embeddings is not None and cut:
         data = corpus(ordered[:cut], settings.event_weights, settings.session_gap_s)
         engine.model = train_embeddings(data, embeddings)
@@ -118,7 +122,10 @@ def replay_examples(
                     context, ranked = engine.candidates(user_id=who)
                 else:
                     context, ranked = engine.candidates(session_id=who)
-                items, features = candidate_features(ranked, context, candidates)
+                entries = engine.catalog_entries(catalog_ids(ranked, context, candidates))
+                items, features = candidate_features(
+                    ranked, context, candidates, entries, event.timestamp
+                )
                 if exclude_seen:
                     shown = [i for i, item in enumerate(items) if item not in seen]
                     items, features = [items[i] for i in shown], features[shown]
