@@ -3,7 +3,9 @@ event and what it adds to a request.
 
     python -m benchmarks.ranker [--events 200000] [--items 20000] [--candidates 200]
 
-Synthetic sessions over a long-tailed catalogue (``benchmarks.embeddings.sessions``). The
+Synthetic sessions over a long-tailed catalogue (``benchmarks.embeddings.sessions``), each
+event carrying its item's category (one of 50) and price, so that the catalog features are
+computed as in a shop with a catalog. The
 ranker is trained as ``reco train --ranker`` trains it: a replay of the events through the
 engine (in-memory store, the api's ``Recommender``) recording at most ``--max-requests``
 requests, then LambdaRank. ``replay_s`` and ``fit_s`` are that replay and the fit;
@@ -11,7 +13,9 @@ requests, then LambdaRank. ``replay_s`` and ``fit_s`` are that replay and the fi
 request per recorded event plus one processor batch per event). Then 2,000 requests from
 the store's own users, each timed with the ranker and without it (in random order, same
 user), single thread: ``request_us`` median and p99 of each and of the difference;
-``rerank_us`` the reranking alone (features and the model) at 200 and 500 candidates.
+``rerank_us`` the reranking alone (the catalog read, the features and the model) at 200
+and 500 candidates; ``rerank_us_without_catalog`` the same with a model trained without
+the catalog features (``RECO_RANKER_CATALOG=false``: no catalog read).
 """
 
 from __future__ import annotations
@@ -21,17 +25,30 @@ import random
 import resource
 import sys
 import time
+from dataclasses import replace
 
 import orjson
 
 from benchmarks.embeddings import sessions, summary
 from reco.evaluation.engine import EngineSystem
+from reco.events import Event
+from reco.ranking.features import catalog_ids
 from reco.ranking.training import RankerParams, fit, replay_examples
 from reco.settings import EngineSettings
 
 
+def with_catalog(events: list[Event]) -> list[Event]:
+    """``events`` with their item's category and price in their properties."""
+    out = []
+    for e in events:
+        n = int(e.item_id[1:])
+        properties = {"category": f"c{n % 50}", "price": 5.0 + (n * 7919) % 500}
+        out.append(replace(e, properties=properties))
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
-    events = sessions(args.events, args.items, args.seed)
+    events = with_catalog(sessions(args.events, args.items, args.seed))
     settings = EngineSettings()
     params = RankerParams(candidates=args.candidates, max_requests=args.max_requests)
     started = time.perf_counter()
@@ -58,15 +75,25 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         added_us.append(timings[True] - timings[False])
     engine.ranker = model
     rerank_us: dict[str, dict[str, float]] = {}
+    without_catalog_us: dict[str, dict[str, float]] = {}
     for candidates in (200, 500):
-        wide = model.reranking(candidates)
-        samples = []
-        for _ in range(args.requests // 2):
-            context, ranked = engine.candidates(user_id=rng.choice(users))
-            t = time.perf_counter()
-            wide.rerank(ranked, context)
-            samples.append((time.perf_counter() - t) * 1e6)
-        rerank_us[str(candidates)] = summary(samples)
+        for catalog, out in ((True, rerank_us), (False, without_catalog_us)):
+            wide = model.reranking(candidates)
+            # The cost of a model trained without the catalog features: the same trees,
+            # the catalog read and its columns left out as the api then leaves them.
+            wide.catalog = catalog
+            samples = []
+            for _ in range(args.requests // 2):
+                context, ranked = engine.candidates(user_id=rng.choice(users))
+                t = time.perf_counter()
+                entries = (
+                    engine.catalog_entries(catalog_ids(ranked, context, candidates))
+                    if catalog
+                    else None
+                )
+                wide.rerank(ranked, context, entries, time.time())
+                samples.append((time.perf_counter() - t) * 1e6)
+            out[str(candidates)] = summary(samples)
     scale = 1e6 / len(events)
     return {
         "events": len(events),
@@ -84,6 +111,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "request_us_without_ranker": summary(without_us),
         "request_us_added": summary(added_us),
         "rerank_us": rerank_us,
+        "rerank_us_without_catalog": without_catalog_us,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "python": sys.version.split()[0],
     }

@@ -552,6 +552,7 @@ def ranker_cron_job(engine: Engine) -> Manifest:
         {"name": "RECO_RANKER_CANDIDATES", "value": str(ranker.candidates)},
         {"name": "RECO_RANKER_MAX_REQUESTS", "value": str(ranker.max_requests)},
         {"name": "RECO_RANKER_TARGET", "value": ranker.target},
+        {"name": "RECO_RANKER_CATALOG", "value": "true" if ranker.catalog else "false"},
     ]
     env += [{"name": k, "value": v} for k, v in replay_settings_env(engine).items()]
     return _cron_job(

@@ -300,6 +300,14 @@ class RankerSpec(CamelModel):
             "Requests recorded at most (RECO_RANKER_MAX_REQUESTS); beyond it every k-th is kept."
         ),
     )
+    catalog: bool = Field(
+        True,
+        description=(
+            "Learn from the catalog features (RECO_RANKER_CATALOG: category match, price "
+            "ratio, age); false: without them, and the api reranks without reading the "
+            "catalog, at a lower cost per request."
+        ),
+    )
     target: Literal["next", "purchase"] = Field(
         "next",
         description=(

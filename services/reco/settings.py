@@ -550,6 +550,14 @@ class TrainSettings(StackSettings):
             "purchase (recording the requests before purchases only)."
         ),
     )
+    ranker_catalog: bool = Field(
+        True,
+        description=(
+            "--ranker: learn from the catalog features (category match with the recent "
+            "items, price ratio, age); false: without them, and the api reranks without "
+            "reading the catalog (cheaper per request)."
+        ),
+    )
     ranker_exclude_seen: bool = Field(
         True,
         description=(

@@ -147,6 +147,7 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
             unit=settings.ranker_unit,
             exclude_seen=settings.ranker_exclude_seen,
             target=settings.ranker_target,
+            catalog=settings.ranker_catalog,
         )
         started = time.perf_counter()
         examples = replay_examples(
@@ -160,6 +161,7 @@ def run_ranker(settings: TrainSettings) -> RankerReport:
             exclude_seen=params.exclude_seen,
             target=params.target,
             catalog=catalog,
+            catalog_features=params.catalog,
         )
         replay_s = time.perf_counter() - started
         model, metrics = fit(examples, params)

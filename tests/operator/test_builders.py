@@ -336,7 +336,12 @@ def test_the_ranker_reads_the_archive_and_the_settings_of_the_api_and_the_proces
         {
             "training": {
                 "algorithm": "item2vec",
-                "ranker": {"candidates": 300, "maxRequests": 20000, "target": "purchase"},
+                "ranker": {
+                    "candidates": 300,
+                    "maxRequests": 20000,
+                    "target": "purchase",
+                    "catalog": False,
+                },
             },
             "engine": {"weights": {"coview": 2}, "eventWeights": {"view": 1, "buy": 9}},
         }
@@ -354,6 +359,7 @@ def test_the_ranker_reads_the_archive_and_the_settings_of_the_api_and_the_proces
     assert by_name["RECO_RANKER_CANDIDATES"]["value"] == "300"
     assert by_name["RECO_RANKER_MAX_REQUESTS"]["value"] == "20000"
     assert by_name["RECO_RANKER_TARGET"]["value"] == "purchase"
+    assert by_name["RECO_RANKER_CATALOG"]["value"] == "false"
     assert "RECO_REDIS_URL" not in by_name
     assert json.loads(by_name["RECO_WEIGHTS"]["value"])["coview"] == 2.0, "the api's weights"
     assert json.loads(by_name["RECO_EVENT_WEIGHTS"]["value"]) == {"view": 1.0, "buy": 9.0}
@@ -366,6 +372,7 @@ def test_the_ranker_reads_the_archive_and_the_settings_of_the_api_and_the_proces
     assert defaults["RECO_RANKER_CANDIDATES"]["value"] == "200"
     assert defaults["RECO_RANKER_MAX_REQUESTS"]["value"] == "100000"
     assert defaults["RECO_RANKER_TARGET"]["value"] == "next"
+    assert defaults["RECO_RANKER_CATALOG"]["value"] == "true"
     assert defaults["RECO_ALGORITHM"]["value"] == "als"
 
 

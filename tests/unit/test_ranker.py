@@ -256,3 +256,17 @@ def test_an_evaluation_whose_ranker_cannot_be_trained_serves_the_weighted_sum() 
     assert system.ranker is None
     assert system.ranker_metrics["served"] is False
     assert "more purchases" in system.ranker_metrics["not_trained"]
+
+
+def test_a_ranker_trained_without_the_catalog_reads_none_and_says_so() -> None:
+    examples = _examples(200)
+    model, _ = fit(examples, RankerParams(candidates=50, catalog=False))
+    assert model.catalog is False
+    restored = RankerModel.from_bytes(model.to_bytes(), version=3)
+    assert restored.catalog is False
+    assert restored.reranking(20).catalog is False
+    context, ranked = _ranked()
+    shoes = {i: Item(i, category="shoes") for i in ranked.order}
+    # Given a catalog anyway, it leaves the columns as they were in training: unknown.
+    given = restored.rerank(ranked, context, shoes, 0.0)
+    assert given.order == restored.rerank(ranked, context).order

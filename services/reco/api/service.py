@@ -100,8 +100,11 @@ class Recommender:
 
         ranked = self._rank(s, inputs, model)
         if ranker is not None:
-            wanted = catalog_ids(ranked, inputs.context, ranker.candidates)
-            entries = self._catalog.get_many(wanted)
+            entries = (
+                self._catalog.get_many(catalog_ids(ranked, inputs.context, ranker.candidates))
+                if ranker.catalog
+                else None
+            )
             ranked = ranker.rerank(ranked, inputs.context, entries, time.time())
         personal = bool(inputs.context)
         if not personal:

@@ -229,6 +229,7 @@ class EngineSystem:
                 unit=self._ranker.unit,
                 exclude_seen=self._ranker.exclude_seen,
                 target=self._ranker.target,
+                catalog_features=self._ranker.catalog,
             )
             try:
                 model, self.ranker_metrics = fit_ranker(examples, self._ranker)

@@ -13,8 +13,8 @@ Not here yet: popularity's trend (the store keeps one decay rate of popularity).
 
 from __future__ import annotations
 
-import math
 import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 
@@ -24,6 +24,7 @@ import numpy.typing as npt
 from reco.catalog import Item
 from reco.scoring import SIGNALS, Ranked
 
+NAN = float("nan")
 COMPARED = 5
 """Most recent context items the candidate's category and price are compared with."""
 
@@ -121,17 +122,31 @@ def _catalog_columns(
     out[:] = np.nan
     if not catalog:
         return
-    entries = [catalog.get(i) for i in items]
+    n = len(items)
+    entries = list(map(catalog.get, items))
     recent = [e for e in map(catalog.get, context[:COMPARED]) if e is not None]
-    categories = [e.category for e in recent if e.category]
+    categories = Counter(e.category for e in recent if e.category)
+    if categories:
+        total = sum(categories.values())
+        share = {c: k / total for c, k in categories.items()}
+        out[:, 0] = np.fromiter(
+            (share.get(e.category, 0.0) if e is not None and e.category else NAN for e in entries),
+            dtype=np.float32,
+            count=n,
+        )
     prices = [e.price for e in recent if e.price is not None and e.price > 0]
-    typical = statistics.median(prices) if prices else None
-    for row, entry in enumerate(entries):
-        if entry is None:
-            continue
-        if categories and entry.category:
-            out[row, 0] = categories.count(entry.category) / len(categories)
-        if typical and entry.price is not None and math.isfinite(entry.price):
-            out[row, 1] = entry.price / typical
-        if now is not None and entry.created_at is not None:
-            out[row, 2] = max(0.0, now - entry.created_at) / 86400.0
+    if prices:
+        typical = statistics.median(prices)
+        out[:, 1] = np.fromiter(
+            (e.price / typical if e is not None and e.price is not None else NAN for e in entries),
+            dtype=np.float32,
+            count=n,
+        )
+    if now is not None:
+        created = np.fromiter(
+            (e.created_at if e is not None and e.created_at is not None else NAN for e in entries),
+            dtype=np.float64,
+            count=n,
+        )
+        # NaN stays NaN through the maximum: an unknown age stays unknown.
+        out[:, 2] = np.maximum(now - created, 0.0) / 86400.0

@@ -33,14 +33,21 @@ def lightgbm_module() -> Any:
 
 
 class RankerModel:
-    def __init__(self, booster: Any, *, candidates: int, version: int = 0) -> None:
+    def __init__(
+        self, booster: Any, *, candidates: int, version: int = 0, catalog: bool = True
+    ) -> None:
+        """``catalog``: whether the model was trained with the catalog features; without,
+        their columns were unknown in training and stay so in serving (no catalog read)."""
         self._booster = booster
         self.candidates = candidates
         self.version = version
+        self.catalog = catalog
 
     def reranking(self, candidates: int) -> RankerModel:
         """The same model ordering ``candidates`` candidates per request."""
-        return RankerModel(self._booster, candidates=candidates, version=self.version)
+        return RankerModel(
+            self._booster, candidates=candidates, version=self.version, catalog=self.catalog
+        )
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """The model's score of each row (higher: ranked higher)."""
@@ -60,7 +67,8 @@ class RankerModel:
         A page's scores stay positive and decreasing: the reranked ones score 1 plus how
         far the model's score lies above the lowest of them, the others their weighted sum
         scaled below 1. ``catalog`` and ``now``: see ``candidate_features``."""
-        items, features = candidate_features(ranked, context, self.candidates, catalog, now)
+        entries = catalog if self.catalog else None
+        items, features = candidate_features(ranked, context, self.candidates, entries, now)
         if not items:
             return ranked
         scores = self.scores(features)
@@ -75,7 +83,11 @@ class RankerModel:
         return ranked.reranked(head_items + rest, head.tolist() + tail.tolist())
 
     def to_bytes(self) -> bytes:
-        header = {"features": list(FEATURES), "candidates": self.candidates}
+        header = {
+            "features": list(FEATURES),
+            "candidates": self.candidates,
+            "catalog": self.catalog,
+        }
         text: str = self._booster.model_to_string()
         return orjson.dumps(header) + b"\n" + text.encode()
 
@@ -93,4 +105,9 @@ class RankerModel:
             booster = lightgbm.Booster(model_str=body.decode())
         except lightgbm.basic.LightGBMError as exc:
             raise ValueError(f"not a LightGBM model: {exc}") from exc
-        return cls(booster, candidates=int(header["candidates"]), version=version)
+        return cls(
+            booster,
+            candidates=int(header["candidates"]),
+            version=version,
+            catalog=bool(header.get("catalog", True)),
+        )

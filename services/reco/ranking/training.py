@@ -77,6 +77,7 @@ def replay_examples(
     exclude_seen: bool = False,
     target: Target = "next",
     catalog: Catalog | None = None,
+    catalog_features: bool = True,
 ) -> Examples:
     """Replay ``events`` (any order; replayed in time order) and record each request's
     candidates as they were before the event that followed.
@@ -89,10 +90,11 @@ def replay_examples(
     event is still applied). ``unit``: the requests are the session's (a shop's pages) or
     the user's (their whole recent history). ``catalog``: the shop's, for the catalog
     features (without it, what the replayed events' properties say of their items, learned
-    as they come). ``exclude_seen``: leave out of each request
-    the candidates the page would not show (the session's or user's items so far), as the
-    api's ``exclude_seen`` does; their features are computed among the others all the same,
-    as in the api, which reranks first and applies its rules after. ``target``: record
+    as they come); ``catalog_features=False`` leaves those columns unknown.
+    ``exclude_seen``: leave out of each request the candidates the page would not show (the
+    session's or user's items so far), as the api's ``exclude_seen`` does; their features
+    are computed among the others all the same, as in the api, which reranks first and
+    applies its rules after. ``target``: record
     the request before every event (``next``), or before each purchase only."""
     # The evaluation package imports this module (``reco eval --ranker``).
     from reco.evaluation.data import sessionize
@@ -122,7 +124,11 @@ def replay_examples(
                     context, ranked = engine.candidates(user_id=who)
                 else:
                     context, ranked = engine.candidates(session_id=who)
-                entries = engine.catalog_entries(catalog_ids(ranked, context, candidates))
+                entries = (
+                    engine.catalog_entries(catalog_ids(ranked, context, candidates))
+                    if catalog_features
+                    else None
+                )
                 items, features = candidate_features(
                     ranked, context, candidates, entries, event.timestamp
                 )
@@ -191,6 +197,10 @@ class RankerParams:
     target: Target = "next"
     """What the recorded requests are labelled by: the next event's item, or the item of
     each purchase (the requests before the others are not recorded)."""
+    catalog: bool = True
+    """Learn from the catalog features (category match, price ratio, age); without, their
+    columns stay unknown, and the api reads no catalog to rerank (docs/evaluation.md says
+    what they cost)."""
     seed: int = 0
 
 
@@ -232,7 +242,7 @@ def fit(examples: Examples, params: RankerParams) -> tuple[RankerModel, dict[str
         valid_names=["valid"],
         callbacks=[lightgbm.early_stopping(params.patience, verbose=False)],
     )
-    model = RankerModel(booster, candidates=params.candidates)
+    model = RankerModel(booster, candidates=params.candidates, catalog=params.catalog)
     held = range(cut, n)
     weighted_each = _ndcg_each(examples, held, None)
     learned_each = _ndcg_each(examples, held, model)
