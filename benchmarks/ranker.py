@@ -32,7 +32,6 @@ import orjson
 from benchmarks.embeddings import sessions, summary
 from reco.evaluation.engine import EngineSystem
 from reco.events import Event
-from reco.ranking.features import catalog_ids
 from reco.ranking.training import RankerParams, fit, replay_examples
 from reco.settings import EngineSettings
 
@@ -86,12 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             for _ in range(args.requests // 2):
                 context, ranked = engine.candidates(user_id=rng.choice(users))
                 t = time.perf_counter()
-                entries = (
-                    engine.catalog_entries(catalog_ids(ranked, context, candidates))
-                    if catalog
-                    else None
-                )
-                wide.rerank(ranked, context, entries, time.time())
+                wide.rerank(ranked, context, engine.catalog_entries, time.time())
                 samples.append((time.perf_counter() - t) * 1e6)
             out[str(candidates)] = summary(samples)
     scale = 1e6 / len(events)

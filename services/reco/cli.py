@@ -572,15 +572,13 @@ def _ab_report(args: argparse.Namespace) -> int:
     if args.url:
         reports = [ExperimentReport.from_dict(e) for e in _get_json(args)["experiments"]]
     else:
-        from reco.experiments import report
+        from reco.experiments import compare
         from reco.services.common import open_store
 
         settings = ApiSettings()
         store = open_store(settings)
         try:
-            weights = settings.event_weights
-            kinds = sorted(weights, key=lambda t: (weights[t], t))
-            reports = report(store.experiment_counts(), settings.experiments, kinds)
+            reports = compare(store.experiment_counts(), settings)
         finally:
             store.close()
     if args.json:

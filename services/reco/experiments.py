@@ -31,7 +31,13 @@ from statistics import NormalDist
 from typing import Any
 
 from reco.events import Event, new_event_ids
-from reco.settings import EXPERIMENT_NAME_PATTERN, IMPRESSION_TYPE, Experiment, Variant
+from reco.settings import (
+    EXPERIMENT_NAME_PATTERN,
+    IMPRESSION_TYPE,
+    EngineSettings,
+    Experiment,
+    Variant,
+)
 from reco.signals import FeatureDelta, UserProfile
 
 IMPRESSIONS = "impressions"
@@ -368,6 +374,14 @@ def report(
                 )
         out.append(ExperimentReport(experiment.name, variants, list(kinds)))
     return out
+
+
+def compare(counts: Mapping[str, int], settings: EngineSettings) -> list[ExperimentReport]:
+    """``report`` of the settings' experiments, the event types in the order of their
+    weight (views first, purchases last)."""
+    weights = settings.event_weights
+    kinds = sorted(weights, key=lambda t: (weights[t], t))
+    return report(counts, settings.experiments, kinds)
 
 
 def format_report(reports: Sequence[ExperimentReport]) -> str:

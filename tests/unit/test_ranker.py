@@ -268,5 +268,5 @@ def test_a_ranker_trained_without_the_catalog_reads_none_and_says_so() -> None:
     context, ranked = _ranked()
     shoes = {i: Item(i, category="shoes") for i in ranked.order}
     # Given a catalog anyway, it leaves the columns as they were in training: unknown.
-    given = restored.rerank(ranked, context, shoes, 0.0)
+    given = restored.rerank(ranked, context, lambda ids: {i: shoes[i] for i in ids}, 0.0)
     assert given.order == restored.rerank(ranked, context).order

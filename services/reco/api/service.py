@@ -16,13 +16,12 @@ from reco.experiments import (
     Assignment,
     ExperimentReport,
     Experiments,
+    compare,
     impression,
     recommendation_id,
-    report,
 )
 from reco.metrics import ApiMetrics
 from reco.ports import Catalog, FeatureStore, RecoInputs
-from reco.ranking.features import catalog_ids
 from reco.rules import RuleOptions, boost_new_items, select
 from reco.scoring import Candidate, Ranked, Sourced, score, similar
 from reco.settings import EngineSettings
@@ -73,11 +72,7 @@ class Recommender:
         options: RuleOptions,
     ) -> RecommendationsOut:
         started = time.perf_counter()
-        assignment = (
-            self._experiments.assign(user_id if user_id is not None else session_id or "")
-            if self._experiments
-            else None
-        )
+        assignment = self._experiments.assign(user_id if user_id is not None else session_id or "")
         s, tuned = self._settings_for(assignment)
         inputs = self._inputs(s, user_id, session_id, _pool(count), options.category)
         model, ranker = self._models.current, self._ranker.current
@@ -100,12 +95,7 @@ class Recommender:
 
         ranked = self._rank(s, inputs, model)
         if ranker is not None:
-            entries = (
-                self._catalog.get_many(catalog_ids(ranked, inputs.context, ranker.candidates))
-                if ranker.catalog
-                else None
-            )
-            ranked = ranker.rerank(ranked, inputs.context, entries, time.time())
+            ranked = ranker.rerank(ranked, inputs.context, self._catalog.get_many, time.time())
         personal = bool(inputs.context)
         if not personal:
             self._metrics.fallbacks.labels("cold").inc()
@@ -130,9 +120,7 @@ class Recommender:
     def experiment_report(self) -> list[ExperimentReport]:
         """The configured experiments' variants compared, from the store's counters; the
         event types in the order of their weight (views first, purchases last)."""
-        weights = self._s.event_weights
-        kinds = sorted(weights, key=lambda t: (weights[t], t))
-        return report(self._store.experiment_counts(), self._s.experiments, kinds)
+        return compare(self._store.experiment_counts(), self._s)
 
     def _settings_for(self, assignment: Assignment | None) -> tuple[EngineSettings, int]:
         """The request-time settings of a variant: the served ones (configured, with the

@@ -202,18 +202,13 @@ class Processor:
         categories = self._categories(interactions)
         attribution = self._attribution
         for event in events:
-            impression = event.type == IMPRESSION_TYPE
-            if impression and not is_user_impression(event):
-                attribution.impression(delta, event, None)  # a session's: counted only
+            if event.type == IMPRESSION_TYPE:
+                # A session's impression is counted only; a user's is kept in their profile.
+                user = is_user_impression(event)
+                attribution.impression(delta, event, _profile(profiles, event) if user else None)
                 delta.event_ids.append(event.event_id)
                 continue
-            profile = profiles.get(event.user_id)
-            if profile is None:
-                profile = profiles[event.user_id] = UserProfile(event.user_id)
-            if impression:
-                attribution.impression(delta, event, profile)
-                delta.event_ids.append(event.event_id)
-                continue
+            profile = _profile(profiles, event)
             attribution.interaction(delta, event, profile)
             category = event.properties.get("category") or categories.get(event.item_id)
             apply_event(delta, event, profile, sessions, _as_category(category), self._cfg)
@@ -248,6 +243,14 @@ class Processor:
 
     def _export_lag(self) -> None:
         self._metrics.export_lag(self._group, self._consumer.lag())
+
+
+def _profile(profiles: dict[str, UserProfile], event: Event) -> UserProfile:
+    """The event's user's profile in the batch's working set, a new one for a new user."""
+    profile = profiles.get(event.user_id)
+    if profile is None:
+        profile = profiles[event.user_id] = UserProfile(event.user_id)
+    return profile
 
 
 def _as_category(value: object) -> str | None:

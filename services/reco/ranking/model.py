@@ -7,14 +7,14 @@ refused at load (the api keeps the weighted sum), never served wrong.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import orjson
 
 from reco.catalog import Item
-from reco.ranking.features import FEATURES, candidate_features
+from reco.ranking.features import FEATURES, candidate_features, catalog_ids
 from reco.scoring import Ranked
 
 
@@ -58,7 +58,7 @@ class RankerModel:
         self,
         ranked: Ranked,
         context: Sequence[str],
-        catalog: Mapping[str, Item] | None = None,
+        catalog: Callable[[list[str]], Mapping[str, Item]] | None = None,
         now: float | None = None,
     ) -> Ranked:
         """The first ``candidates`` of ``ranked`` in the model's order (ties: the weighted
@@ -66,8 +66,12 @@ class RankerModel:
 
         A page's scores stay positive and decreasing: the reranked ones score 1 plus how
         far the model's score lies above the lowest of them, the others their weighted sum
-        scaled below 1. ``catalog`` and ``now``: see ``candidate_features``."""
-        entries = catalog if self.catalog else None
+        scaled below 1. ``catalog`` looks up the catalog's entries of some items (a
+        ``Catalog.get_many``); it is called only for a model trained with the catalog
+        features. ``now``: see ``candidate_features``."""
+        entries = None
+        if self.catalog and catalog is not None:
+            entries = catalog(catalog_ids(ranked, context, self.candidates))
         items, features = candidate_features(ranked, context, self.candidates, entries, now)
         if not items:
             return ranked
