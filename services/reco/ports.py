@@ -111,6 +111,11 @@ class RecoInputs:
     neighbours: Scored = field(default_factory=list)
     """Items of the sessions most like the current one, strongest first (empty unless
     asked for): see ``reco.signals.neighbours``."""
+    recent: Scored = field(default_factory=list)
+    """The strongest items by weight in the time bucket asked for (``reco.signals.trend``),
+    as many as ``popular``; empty unless asked for."""
+    recent_before: Scored = field(default_factory=list)
+    """The same of the bucket before it."""
 
 
 @runtime_checkable
@@ -169,11 +174,14 @@ class FeatureStore(Protocol):
         category: str | None,
         neighbour_sample: int = 0,
         neighbour_k: int = 0,
+        recent_bucket: int | None = None,
     ) -> RecoInputs:
         """Everything a recommendation reads, in one call (a few pipelined round trips of
         bounded reads on a remote store). With ``neighbour_k > 0`` it includes the session
         neighbours of the session's (else the user's) ``context_items`` most recent items:
-        ``neighbour_sample`` candidates, the ``neighbour_k`` nearest. (A longer query would
+        ``neighbour_sample`` candidates, the ``neighbour_k`` nearest. With
+        ``recent_bucket``, the heads of that time bucket's and the one before's recent
+        weights (``reco.signals.trend``). (A longer query would
         read more index lists per request, for neighbours matched on items long past.)"""
 
     def neighbours(

@@ -178,6 +178,9 @@ class Ranked(Sequence[Candidate]):
         self._best = best
         self.raw = raw or {}
         """Each signal's raw values per candidate, weighted or not (the ranker's features)."""
+        self.recent: dict[str, float] = {}
+        """The items' weight in the last ``trend_window_s`` where read (the ranker's trend
+        features; ``reco.signals.trend``): set by who read it."""
         self._built: dict[int, Candidate] = {}
 
     @property
@@ -194,7 +197,9 @@ class Ranked(Sequence[Candidate]):
         """These candidates in ``order``, scored ``scores`` (non-increasing) by another model
         (the ranker); each keeps the signals and sources of its reasons."""
         totals = dict(zip(order, scores, strict=True))
-        return Ranked(list(order), totals, self._parts, self._best, self.raw)
+        ranked = Ranked(list(order), totals, self._parts, self._best, self.raw)
+        ranked.recent = self.recent
+        return ranked
 
     def __len__(self) -> int:
         return len(self._order)

@@ -195,6 +195,11 @@ class EngineSettings(BaseSettings):
     coview_half_life_s: float = Field(
         30 * 86400.0, gt=0, description="Half-life of co-view and sequence scores."
     )
+    trend_window_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Window of the items' recent, undecayed weight (the ranker's trend).",
+    )
     session_gap_s: float = Field(1800.0, gt=0, description="Inactivity that starts a new session.")
     coview_window: int = Field(10, ge=1, description="Earlier session items paired with a new one.")
     sequence_steps: int = Field(3, ge=1, description="How far back a transition i -> j reaches.")
@@ -344,6 +349,7 @@ ROLE_SETTINGS: dict[str, frozenset[str]] = {
         "max_session_items",
         "coview_half_life_s",
         "popularity_half_life_s",
+        "trend_window_s",
         "experiments",
     },
     "archiver": frozenset(),
@@ -360,6 +366,7 @@ ROLE_SETTINGS: dict[str, frozenset[str]] = {
         "new_item_boost",
         "new_item_days",
         "popularity_half_life_s",
+        "trend_window_s",
         "cache_ttl_s",
         "cache_size",
         "feature_cache_ttl_s",

@@ -378,3 +378,49 @@ def test_the_neighbour_query_is_the_context_items_most_recent(
         feature_store, session_id="long", context_items=5, neighbour_sample=10, neighbour_k=5
     )
     assert {"x", "y"} <= {i for i, _ in everything.neighbours}  # type: ignore[attr-defined]
+
+
+def test_recent_weights_keep_the_two_buckets_read_in_a_ring(feature_store: FeatureStore) -> None:
+    """Each time bucket's recent weights go to its ring slot (``reco.signals.trend``): a
+    newer bucket empties the slot, an older one than the slot holds is dropped, and a
+    read sees a bucket only while its slot holds it; a landmark move leaves them alone."""
+    d = _delta(p0=1)
+    d.recent[10]["a"] += 2.0
+    d.recent[10]["b"] += 1.0
+    d.recent[11]["b"] += 3.0
+    assert feature_store.apply(d) is ApplyOutcome.APPLIED
+    got = _inputs(feature_store, recent_bucket=11)
+    assert got.recent == [("b", 3.0)]  # type: ignore[attr-defined]
+    assert got.recent_before == [("a", 2.0), ("b", 1.0)]  # type: ignore[attr-defined]
+    assert _inputs(feature_store).recent == []  # type: ignore[attr-defined]
+
+    # Bucket 13 takes bucket 10's slot (13 % 3 == 10 % 3); 9 is older than its slot's 12.
+    later = _delta(base={0: 1}, p0=2)
+    later.recent[9]["z"] += 5.0
+    later.recent[12]["c"] += 1.0
+    later.recent[13]["c"] += 4.0
+    later.recent[13]["a"] += 1.0
+    assert feature_store.apply(later) is ApplyOutcome.APPLIED
+    feature_store.rescale(100.0, 0.5, 0.5)
+    got = _inputs(feature_store, recent_bucket=13)
+    assert got.recent == [("c", 4.0), ("a", 1.0)]  # type: ignore[attr-defined]
+    assert got.recent_before == [("c", 1.0)]  # type: ignore[attr-defined]
+    stale = _inputs(feature_store, recent_bucket=11)
+    assert stale.recent == [("b", 3.0)], "bucket 11 still holds its slot"  # type: ignore[attr-defined]
+    assert stale.recent_before == [], "bucket 10's slot holds 13 now"  # type: ignore[attr-defined]
+    assert feature_store.snapshot()["recent"] == {
+        11: {"b": 3.0},
+        12: {"c": 1.0},
+        13: {"a": 1.0, "c": 4.0},
+    }
+    feature_store.reset()
+    assert _inputs(feature_store, recent_bucket=13).recent == []  # type: ignore[attr-defined]
+
+
+def test_recent_weights_are_capped_like_popularity(feature_store: FeatureStore) -> None:
+    d = _delta()
+    for n in range(10):
+        d.recent[5][f"x{n}"] += float(n + 1)
+    feature_store.apply(d)
+    got = _inputs(feature_store, recent_bucket=5, popular=10)
+    assert [i for i, _ in got.recent] == ["x9", "x8", "x7", "x6"]  # type: ignore[attr-defined]

@@ -177,6 +177,11 @@ def assert_same_features(
         assert got.keys() == want.keys(), f"{table}: different keys"
         wrong = [k for k in got if not math.isclose(got[k], want[k], rel_tol=1e-9)]
         assert not wrong, f"{table}: {len(wrong)} values differ, e.g. {wrong[:3]}"
+    # The recent weights are not decayed: the same buckets with the same sums.
+    got, want = _flat(actual["recent"], 0, 0, 1), _flat(expected["recent"], 0, 0, 1)
+    assert got.keys() == want.keys(), "recent: different keys"
+    wrong = [k for k in got if not math.isclose(got[k], want[k], rel_tol=1e-9)]
+    assert not wrong, f"recent: {len(wrong)} values differ, e.g. {wrong[:3]}"
 
 
 def _flat(table: dict[str, Any], landmark: float, at: float, half_life: float) -> dict[str, float]:

@@ -97,6 +97,27 @@ def test_catalog_columns_compare_each_candidate_with_the_context() -> None:
     assert np.isnan(unknown[:, column("category_match") :]).all(), "no catalog: all unknown"
 
 
+def test_trend_compares_the_recent_window_with_popularity() -> None:
+    """``recent``: the window's weight over its strongest; ``trend``: the share of the
+    window over the share of popularity (x holds 1/3 of popularity and 3/4 of the window)."""
+    context, ranked = _ranked()
+    _, without = candidate_features(ranked, context, 50)
+    assert (without[:, column("recent")] == 0).all()
+    assert np.isnan(without[:, column("trend")]).all(), "no window read: unknown"
+
+    ranked.recent = {"x": 3.0, "y": 1.0}
+    items, features = candidate_features(ranked, context, 50)
+    row = {item: features[i] for i, item in enumerate(items)}
+    assert row["x"][column("recent")] == 1.0
+    assert row["y"][column("recent")] == pytest.approx(1 / 3)
+    assert row["z"][column("recent")] == 0.0
+    assert row["x"][column("trend")] == pytest.approx((3 / 4) / (5 / 15)), "rising"
+    assert row["z"][column("trend")] == 0.0, "popular, nothing lately"
+    assert np.isnan(row["y"][column("trend")]), "its popularity is not among the read"
+    reranked = ranked.reranked(ranked.order, [1.0] * len(ranked.order))
+    assert reranked.recent == ranked.recent
+
+
 def test_only_the_first_candidates_are_featurised() -> None:
     context, ranked = _ranked()
     items, features = candidate_features(ranked, context, candidates=2)

@@ -23,6 +23,7 @@ from reco.signals.neighbours import (
     query,
     select_neighbours,
 )
+from reco.signals.trend import slot_of
 
 
 def _top(values: dict[str, float], n: int) -> Scored:
@@ -121,6 +122,9 @@ class MemoryFeatureStore:
         # ranked on first read too, but then kept in step by each write instead of dropped.
         self._rankings: dict[str | None, _Ranking] = {}
         """category (None: all items) -> its popularity table's ranking."""
+        self._recent: dict[int, tuple[int, dict[str, float]]] = {}
+        """ring slot -> (the time bucket it holds, item -> weight): ``reco.signals.trend``."""
+        self._recent_rankings: dict[int, _Ranking] = {}
 
     # -- processor side ----------------------------------------------------------------
     def applied_offsets(self) -> dict[int, int]:
@@ -164,10 +168,12 @@ class MemoryFeatureStore:
                 return ApplyOutcome.OTHER_LANDMARK
             self._add_nested(self._coview, delta.coview, self._max_related)
             self._add_nested(self._sequence, delta.sequence, self._max_related)
-            self._add_popularity(None, self._popularity, delta.popularity)
+            self._add_ranked(self._rankings, None, self._popularity, delta.popularity)
             for category, increments in delta.category_popularity.items():
                 table = self._category_popularity[category]
-                self._add_popularity(category, table, increments)
+                self._add_ranked(self._rankings, category, table, increments)
+            for bucket in sorted(delta.recent):
+                self._add_recent(bucket, delta.recent[bucket])
             self._invalidate(delta)
             self._add_index(delta.neighbour_index)
             for user_id, profile in delta.profiles.items():
@@ -231,20 +237,37 @@ class MemoryFeatureStore:
             _trim(target, self._max_neighbours)
             drop(("nb", item), None)
 
-    def _add_popularity(
-        self, category: str | None, target: dict[str, float], increments: dict[str, float]
+    def _add_recent(self, bucket: int, increments: dict[str, float]) -> None:
+        """Into the bucket's ring slot: emptied first when it held an older bucket, left
+        alone when it holds a newer one."""
+        slot = slot_of(bucket)
+        held = self._recent.get(slot)
+        if held is not None and held[0] > bucket:
+            return
+        if held is None or held[0] < bucket:
+            held = self._recent[slot] = (bucket, {})
+            self._recent_rankings.pop(slot, None)
+        self._add_ranked(self._recent_rankings, slot, held[1], increments)
+
+    def _add_ranked(
+        self,
+        rankings: dict[Any, _Ranking],
+        key: Any,
+        target: dict[str, float],
+        increments: dict[str, float],
     ) -> None:
-        ranking = self._rankings.get(category)
+        """Increments into a popularity-like table, kept in step with its ranking, if any."""
+        ranking = rankings.get(key)
         if ranking is None:
             self._add(target, increments, self._max_popular)
             return
-        for key, value in increments.items():
-            old = target.get(key)
-            new = target[key] = (0.0 if old is None else old) + value
-            ranking.move(key, old, new)
+        for item, value in increments.items():
+            old = target.get(item)
+            new = target[item] = (0.0 if old is None else old) + value
+            ranking.move(item, old, new)
         if len(target) > self._max_popular * TRIM_SLACK:
-            for key in ranking.drop_weakest(self._max_popular):
-                del target[key]
+            for item in ranking.drop_weakest(self._max_popular):
+                del target[item]
 
     @staticmethod
     def _add(target: dict[str, float], increments: dict[str, float], cap: int) -> None:
@@ -274,6 +297,7 @@ class MemoryFeatureStore:
         category: str | None,
         neighbour_sample: int = 0,
         neighbour_k: int = 0,
+        recent_bucket: int | None = None,
     ) -> RecoInputs:
         with self._lock:
             context: list[str] = []
@@ -302,6 +326,10 @@ class MemoryFeatureStore:
                 version=version,
                 neighbours=self._neighbours(
                     context[:context_items][::-1], exclude, neighbour_sample, neighbour_k
+                ),
+                recent=self._recent_head(recent_bucket, popular),
+                recent_before=self._recent_head(
+                    None if recent_bucket is None else recent_bucket - 1, popular
                 ),
             )
 
@@ -354,6 +382,18 @@ class MemoryFeatureStore:
             ranking = self._rankings[category] = _Ranking(table)
         return ranking.head(limit)
 
+    def _recent_head(self, bucket: int | None, limit: int) -> Scored:
+        if bucket is None:
+            return []
+        slot = slot_of(bucket)
+        held = self._recent.get(slot)
+        if held is None or held[0] != bucket or not held[1]:
+            return []
+        ranking = self._recent_rankings.get(slot)
+        if ranking is None:
+            ranking = self._recent_rankings[slot] = _Ranking(held[1])
+        return ranking.head(limit)
+
     def _ranked(self, key: tuple[str, str], table: dict[str, float] | None, limit: int) -> Scored:
         if not table:
             return []
@@ -379,6 +419,11 @@ class MemoryFeatureStore:
                 "sessions": {k: v.to_dict() for k, v in sorted(self._sessions.items())},
                 "neighbour_index": {
                     k: dict(sorted(v.items())) for k, v in sorted(self._index.items())
+                },
+                "recent": {
+                    bucket: dict(sorted(table.items()))
+                    for bucket, table in sorted(self._recent.values())
+                    if table
                 },
                 "experiments": dict(sorted(self._experiments.items())),
             }

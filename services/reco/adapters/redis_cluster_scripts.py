@@ -89,6 +89,10 @@ for _, op in ipairs(d.sequence) do add(KEYS[op[1]], op[2], MAX_RELATED, SLACK, c
 for _, op in ipairs(d.popularity) do
   add(KEYS[op[1]], op[2], MAX_POPULAR, SLACK, popularity_factor)
 end
+-- Journals written before the recent weights existed have none.
+for _, op in ipairs(d.recent or {{}}) do
+  recent(KEYS[op[1]], KEYS[op[2]], op[3], op[4], op[5], MAX_POPULAR, SLACK)
+end
 for _, op in ipairs(d.index) do index(KEYS[op[1]], op[2], MAX_NEIGHBOURS, SLACK) end
 for _, u in ipairs(d.users) do write_user(KEYS[u[1]], ARGV[u[3]], u[2], PROFILE_TTL) end
 

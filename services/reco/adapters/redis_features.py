@@ -61,6 +61,7 @@ from reco.adapters.redis_scripts import (
 from reco.exceptions import ConfigError
 from reco.ports import ApplyOutcome
 from reco.signals import FeatureDelta, SessionState, UserProfile
+from reco.signals.trend import ring_writes
 
 logger = logging.getLogger(__name__)
 
@@ -347,6 +348,7 @@ class RedisFeatureStore(RedisReads):
             "sequence": delta.sequence,
             "popularity": delta.popularity,
             "category_popularity": delta.category_popularity,
+            "recent": ring_writes(delta.recent),
             "index": delta.neighbour_index,
             "users": [[user, p.session_id] for user, p in delta.profiles.items()],
             "sessions": list(delta.sessions),
@@ -381,6 +383,7 @@ def check_finite(delta: FeatureDelta) -> None:
     tables: list[Mapping[str, float]] = [delta.popularity]
     for nested in (delta.coview, delta.sequence, delta.category_popularity):
         tables.extend(nested.values())
+    tables.extend(delta.recent.values())
     if not math.isfinite(delta.landmark) or not all(
         all(map(math.isfinite, table.values())) for table in tables
     ):

@@ -19,6 +19,7 @@ import orjson
 
 from reco.adapters.redis_keys import META, ClusterKeys
 from reco.signals import FeatureDelta
+from reco.signals.trend import ring_writes
 
 
 class Limits(NamedTuple):
@@ -92,6 +93,7 @@ class _Group:
             "coview": [],
             "sequence": [],
             "popularity": [],
+            "recent": [],
             "index": [],
             "users": [],
             "states": [],
@@ -118,7 +120,7 @@ class _Group:
 
 def journal(delta: FeatureDelta, keys: ClusterKeys, limits: Limits) -> Journal:
     """``delta`` as one write per slot group it touches (the meta group for the global
-    popularity), each with its keys declared."""
+    popularity and the recent weights), each with its keys declared."""
     groups: dict[int | str, _Group] = {}
 
     def group(of: int | str) -> _Group:
@@ -139,6 +141,10 @@ def journal(delta: FeatureDelta, keys: ClusterKeys, limits: Limits) -> Journal:
     if delta.popularity:
         meta = group(META)
         meta.ops["popularity"].append([meta.key(keys.popular()), delta.popularity])
+    for bucket, slot, items in ring_writes(delta.recent):
+        meta = group(META)
+        ring, key = meta.key(keys.recent_ring), meta.key(keys.recent(slot))
+        meta.ops["recent"].append([ring, key, slot, bucket, items])
     for user, profile in delta.profiles.items():
         g = group(keys.group_of(user))
         blob = g.blob(orjson.dumps(profile.to_dict()))

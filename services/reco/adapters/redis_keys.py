@@ -27,6 +27,9 @@ key                        type    what it holds                                
                                    (event time, not decayed)
 ``<p>experiments``         hash    ``<experiment>/<variant>/<kind>`` ->          variants x
                                    impressions or attributed events              event types
+``<p>recent``              hash    ring slot -> the time bucket it holds         3 fields
+``<p>recent:<slot>``       zset    item -> event weight in that bucket,          cap [2]_,
+                                   undecayed (``reco.signals.trend``)            3 slots
 =========================  ======  ============================================  ===========
 
 .. [1] ``max_related_per_item``: trimmed to the strongest once 25 % over it, like the
@@ -93,6 +96,8 @@ key                            type    what it holds                            
 ``<p>{m}:experiments``         hash    as above, written with the journal        as above
 ``<p>{m}:pop``, ``applied``,   zset,   global popularity: the meta group         cap [2]_
 ``scale``                      hashes
+``<p>{m}:recent``,             as      as above, in the meta group               as above
+``<p>{m}:recent:<slot>``       above
 =============================  ======  ========================================  ==========
 
 .. [8] ``max_sessions`` and ``dedupe_window`` split over the groups (rounded up): each
@@ -109,6 +114,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from reco.signals.trend import RING
+
 DEFAULT_PREFIX: Final = "reco:"
 
 LANDMARK: Final = "landmark"
@@ -122,6 +129,8 @@ USER: Final = "user:"
 SESSION: Final = "session:"
 SESSIONS: Final = "sessions"
 EXPERIMENTS: Final = "experiments"
+RECENT: Final = "recent"
+RECENT_SLOT: Final = "recent:"
 SEEN: Final = "seen"
 NEIGHBOURS: Final = "nbr:"
 # Cluster only (ClusterKeys).
@@ -171,6 +180,13 @@ class KeyLayout(Protocol):
     def sequence(self, item: str) -> str: ...
 
     def popular(self, category: str | None = None) -> str: ...
+
+    @property
+    def recent_ring(self) -> str:
+        """Which time bucket each ring slot of recent weights holds."""
+
+    def recent(self, slot: int) -> str:
+        """A ring slot's recent weights (``reco.signals.trend``)."""
 
     def neighbours(self, item: str) -> str: ...
 
@@ -225,6 +241,8 @@ class RedisKeys:
         """Every key that is not in a family, the offsets and the landmark last."""
         return (
             self.popular(),
+            self.recent_ring,
+            *(self.recent(slot) for slot in range(RING)),
             self.sessions,
             self.seen,
             self.clock,
@@ -243,6 +261,13 @@ class RedisKeys:
         if category is None:
             return self.prefix + POPULAR
         return self.prefix + CATEGORY_POPULAR + category
+
+    @property
+    def recent_ring(self) -> str:
+        return self.prefix + RECENT
+
+    def recent(self, slot: int) -> str:
+        return self.prefix + RECENT_SLOT + str(slot)
 
     def neighbours(self, item: str) -> str:
         return self.prefix + NEIGHBOURS + item
@@ -360,6 +385,13 @@ class ClusterKeys:
             return self.tag(META) + POPULAR
         return self._keyed(CATEGORY_POPULAR, category)
 
+    @property
+    def recent_ring(self) -> str:
+        return self.tag(META) + RECENT
+
+    def recent(self, slot: int) -> str:
+        return self.tag(META) + RECENT_SLOT + str(slot)
+
     def neighbours(self, item: str) -> str:
         return self._keyed(NEIGHBOURS, item)
 
@@ -426,6 +458,7 @@ def lua_prelude() -> str:
         "K_SESSIONS": SESSIONS,
         "K_SEEN": SEEN,
         "K_EXPERIMENTS": EXPERIMENTS,
+        "K_RECENT": RECENT,
     }
     families = {
         "k_coview": COVIEW,
@@ -434,6 +467,7 @@ def lua_prelude() -> str:
         "k_user": USER,
         "k_session": SESSION,
         "k_neighbours": NEIGHBOURS,
+        "k_recent": RECENT_SLOT,
     }
     lines = ["local P = ARGV[1]"]
     lines += [f"local {name} = P .. {_lua(suffix)}" for name, suffix in constants.items()]

@@ -65,6 +65,7 @@ from reco.exceptions import BackendTimeout, BackendUnavailable
 from reco.ports import RecoInputs, Related, Scored
 from reco.signals import SessionState, UserProfile
 from reco.signals.neighbours import neighbour_scores, query, select_neighbours
+from reco.signals.trend import slot_of
 
 logger = logging.getLogger(__name__)
 
@@ -208,11 +209,17 @@ class RedisReads:
         category: str | None,
         neighbour_sample: int = 0,
         neighbour_k: int = 0,
+        recent_bucket: int | None = None,
     ) -> RecoInputs:
         """The session's (else the user's) state and version, the lists of its first
-        ``context_items`` distinct items, the popular list and the session neighbours, in
-        at most three pipelined round trips of bounded reads (:mod:`reco.adapters.redis_reads`)."""
+        ``context_items`` distinct items, the popular list, the session neighbours and the
+        recent weights, in at most three pipelined round trips of bounded reads
+        (:mod:`reco.adapters.redis_reads`)."""
         keys = self._keys
+        recent_spec = None
+        if recent_bucket is not None and popular > 0:
+            recent_spec = ("recent", recent_bucket, popular)
+        cached = self._cache.get_many([recent_spec] if recent_spec else [])
         with self._reaching("recommendation_inputs"):
             with self._client.pipeline(transaction=False) as pipe:
                 # The landmark: cached values are relative to it (a rescale empties the cache).
@@ -221,9 +228,16 @@ class RedisReads:
                     pipe.hmget(keys.session(session_id), [STATE_FIELD, VERSION_FIELD])
                 elif user_id is not None:
                     pipe.hmget(keys.user(user_id), [PROFILE_FIELD, VERSION_FIELD])
+                subject_replies = len(pipe)
+                if recent_spec is not None and recent_spec not in cached:
+                    self._send_recent(pipe, recent_spec[1], popular)
                 replies = pipe.execute()
             self._cache.at_landmark(replies[0])
-            blob, stored_version = replies[1] if len(replies) > 1 else (None, None)
+            blob, stored_version = replies[1] if subject_replies > 1 else (None, None)
+            if recent_spec is not None and recent_spec not in cached:
+                cached[recent_spec] = _recent_heads(recent_spec[1], replies[subject_replies:])
+                self._cache.put_many({recent_spec: cached[recent_spec]})
+            heads = cached.get(recent_spec, ([], []))
             version = int(stored_version or 0)
             if session_id is not None:
                 recent, purchases, exclude = _session_context(blob)
@@ -260,7 +274,18 @@ class RedisReads:
             popular=lists.get(popular_spec, []),
             version=version,
             neighbours=near,
+            recent=heads[0],
+            recent_before=heads[1],
         )
+
+    def _send_recent(self, pipe: Pipeline | ClusterPipeline, bucket: int, limit: int) -> None:
+        """Queue the reads of the recent weights of ``bucket`` and the one before: which
+        buckets their ring slots hold, and the slots' heads (``_recent_heads`` parses them)."""
+        keys = self._keys
+        slots = (slot_of(bucket), slot_of(bucket - 1))
+        pipe.hmget(keys.recent_ring, list(slots))
+        for slot in slots:
+            pipe.zrevrange(keys.recent(slot), 0, limit - 1, withscores=True)
 
     def neighbours(
         self, items: Sequence[str], *, exclude: str | None, sample: int, k: int
@@ -403,6 +428,7 @@ class RedisReads:
                 "profiles": self._profiles(),
                 "sessions": self._sessions(),
                 "neighbour_index": self._lists(NEIGHBOURS),
+                "recent": self._recent_tables(),
                 "experiments": self.experiment_counts(),
             }
 
@@ -427,6 +453,15 @@ class RedisReads:
         found = self._client.scan_iter(match=self._keys.pattern(family), count=PAGE)
         named = ((key, self._keys.strip(key, family)) for key in set(found))
         return sorted((key, some_id) for key, some_id in named if some_id is not None)
+
+    def _recent_tables(self) -> dict[int, dict[str, float]]:
+        """Bucket -> item -> weight, of every ring slot holding a bucket."""
+        held = cast(dict[str, str], self._client.hgetall(self._keys.recent_ring))
+        tables = {
+            int(bucket): dict(sorted(self._zset_items(self._keys.recent(int(slot)))))
+            for slot, bucket in held.items()
+        }
+        return {bucket: table for bucket, table in sorted(tables.items()) if table}
 
     def _zset_items(self, key: str) -> Scored:
         return _scored(self._client.zrange(key, 0, -1, withscores=True))
@@ -512,6 +547,16 @@ def _user_context(blob: str | None) -> tuple[list[str], list[str], str | None]:
         return [], [], None
     profile = UserProfile.from_dict(orjson.loads(blob))
     return [item for item, _, _ in profile.recent], profile.purchases, profile.session_id
+
+
+def _recent_heads(bucket: int, replies: Sequence[Any]) -> tuple[Scored, Scored]:
+    """The heads of ``bucket`` and the one before from ``_send_recent``'s replies: a slot
+    holding another bucket counts as empty."""
+    held, current, before = replies
+    return (
+        _scored(current) if held[0] is not None and int(held[0]) == bucket else [],
+        _scored(before) if held[1] is not None and int(held[1]) == bucket - 1 else [],
+    )
 
 
 def _scored(rows: Iterable[Sequence[Any]]) -> Scored:

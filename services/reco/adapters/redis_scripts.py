@@ -63,6 +63,18 @@ local function add(key, increments, cap, slack, factor)
   end
 end
 
+-- One time bucket's recent weights into its ring slot (reco.signals.trend): the slot is
+-- emptied first when it held an older bucket; a bucket older than the slot's is dropped.
+local function recent(ring, key, slot, bucket, increments, cap, slack)
+  local held = call('HGET', ring, slot)
+  if held and tonumber(held) > bucket then return end
+  if not held or tonumber(held) < bucket then
+    call('DEL', key)
+    call('HSET', ring, slot, bucket)
+  end
+  add(key, increments, cap, slack, 1)
+end
+
 -- The neighbour index: a session's later activity replaces its score under the item.
 local function index(key, sessions, cap, slack)
   local args = {{}}
@@ -162,6 +174,9 @@ for item, nexts in pairs(d.sequence) do add(k_sequence(item), nexts, MAX_RELATED
 add(K_POPULAR, d.popularity, MAX_POPULAR, SLACK, 1)
 for category, items in pairs(d.category_popularity) do
   add(k_category(category), items, MAX_POPULAR, SLACK, 1)
+end
+for _, r in ipairs(d.recent) do
+  recent(K_RECENT, k_recent(r[2]), r[2], r[1], r[3], MAX_POPULAR, SLACK)
 end
 for item, sessions in pairs(d.index) do
   index(k_neighbours(item), sessions, MAX_NEIGHBOURS, SLACK)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import islice
 
 from reco.api.cache import ResponseCache
@@ -27,6 +27,7 @@ from reco.scoring import Candidate, Ranked, Sourced, score, similar
 from reco.settings import EngineSettings
 from reco.signals.decay import ForwardDecay
 from reco.signals.history import context_weights
+from reco.signals.trend import bucket_of, sliding
 
 # How many ranked candidates to look up in the catalog per item asked for: enough that the
 # rules (stock, price, diversity) still leave a full page.
@@ -44,9 +45,12 @@ class Recommender:
         tuned: TunedSettingsHolder | None = None,
         ranker: RankerHolder | None = None,
         impressions: ImpressionLog | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``impressions`` receives a record of each recommendation served in one of the
-        settings' experiments; without it, experiments assign variants but count nothing."""
+        settings' experiments; without it, experiments assign variants but count nothing.
+        ``clock``: the time of a request (a replay's is its events' time)."""
+        self._clock = clock
         self._store = store
         self._catalog = catalog
         self._s = settings
@@ -74,10 +78,13 @@ class Recommender:
         started = time.perf_counter()
         assignment = self._experiments.assign(user_id if user_id is not None else session_id or "")
         s, tuned = self._settings_for(assignment)
-        inputs = self._inputs(s, user_id, session_id, _pool(count), options.category)
         model, ranker = self._models.current, self._ranker.current
         if assignment is not None and not assignment.variant.ranker:
             ranker = None
+        now = self._clock()
+        inputs = self._inputs(
+            s, user_id, session_id, _pool(count), options.category, now if ranker else None
+        )
         versions = (model.version if model else 0, tuned, ranker.version if ranker else 0)
         variant = assignment.variant.name if assignment else None
         key = ("reco", user_id, session_id, count, options, versions, variant)
@@ -93,9 +100,9 @@ class Recommender:
             return response
         self._metrics.cache_misses.inc()
 
-        ranked = self._rank(s, inputs, model)
+        ranked = self._rank(s, inputs, model, now)
         if ranker is not None:
-            ranked = ranker.rerank(ranked, inputs.context, self._catalog.get_many, time.time())
+            ranked = ranker.rerank(ranked, inputs.context, self._catalog.get_many, now)
         personal = bool(inputs.context)
         if not personal:
             self._metrics.fallbacks.labels("cold").inc()
@@ -146,7 +153,7 @@ class Recommender:
                 user_id=response.user_id,
                 session_id=response.session_id,
                 items=[i.item_id for i in response.items],
-                now=time.time(),
+                now=self._clock(),
             )
         )
 
@@ -155,9 +162,9 @@ class Recommender:
     ) -> tuple[list[str], Ranked]:
         """A request's context and its candidates by the weighted sum, before the ranker and
         the rules: what the ranker's training examples are built from, as it sees them."""
-        s = self._tuned.settings()
-        inputs = self._inputs(s, user_id, session_id, _pool(count), None)
-        return inputs.context, self._rank(s, inputs, self._models.current)
+        s, now = self._tuned.settings(), self._clock()
+        inputs = self._inputs(s, user_id, session_id, _pool(count), None, now)
+        return inputs.context, self._rank(s, inputs, self._models.current, now)
 
     def catalog_entries(self, item_ids: Iterable[str]) -> dict[str, Item]:
         """The catalog's entries of ``item_ids`` (the ranker's catalog features)."""
@@ -170,7 +177,9 @@ class Recommender:
         session_id: str | None,
         popular: int,
         category: str | None,
+        now: float | None,
     ) -> RecoInputs:
+        """``now``: read the recent weights of its window (the ranker's features)."""
         # The neighbour search is the costliest part of the read: skip it when unweighted.
         neighbours = s.weights.neighbours > 0
         return self._store.recommendation_inputs(
@@ -182,10 +191,13 @@ class Recommender:
             category=category,
             neighbour_sample=s.neighbour_sample if neighbours else 0,
             neighbour_k=s.neighbour_k if neighbours else 0,
+            recent_bucket=None if now is None else bucket_of(now, s.trend_window_s),
         )
 
-    def _rank(self, s: EngineSettings, inputs: RecoInputs, model: EmbeddingModel | None) -> Ranked:
-        return score(
+    def _rank(
+        self, s: EngineSettings, inputs: RecoInputs, model: EmbeddingModel | None, now: float
+    ) -> Ranked:
+        ranked = score(
             inputs,
             s.weights,
             history_decay=s.history_decay,
@@ -193,6 +205,9 @@ class Recommender:
             extra={"neighbours": inputs.neighbours},
             sourced={"embedding": self._embedding(s, model, inputs.context)},
         )
+        if inputs.recent or inputs.recent_before:
+            ranked.recent = sliding(inputs.recent, inputs.recent_before, now, s.trend_window_s)
+        return ranked
 
     @staticmethod
     def _embedding(s: EngineSettings, model: EmbeddingModel | None, context: list[str]) -> Sourced:
@@ -233,7 +248,7 @@ class Recommender:
         scored = self._store.popular(_pool(count), options.category)
         landmark = self._store.landmark()
         decay = ForwardDecay(self._s.popularity_half_life_s, landmark or 0.0)
-        now = time.time()
+        now = self._clock()
         ranked = [
             Candidate(item, decay.value_at(value, now), {"popularity": 1.0})
             for item, value in scored
@@ -271,7 +286,7 @@ class Recommender:
             items = self._catalog.get_many(wanted)
             if self._s.new_item_boost > 0:
                 head = boost_new_items(
-                    head, items, time.time(), self._s.new_item_boost, self._s.new_item_days
+                    head, items, self._clock(), self._s.new_item_boost, self._s.new_item_days
                 )
             chosen = select(head, items, options, seen=seen, purchased=purchased, count=count)
             # select() takes candidates greedily in order, so a head that fills the page

@@ -167,6 +167,10 @@ class EngineSystem:
         self._settings = settings.model_copy(update={"cache_ttl_s": 0.0})
         self._batch = batch_size
         self._catalog: Catalog = catalog if catalog is not None else EventCatalog()
+        self.now = 0.0
+        """The time of a request: the latest event's (online), the training's end (static:
+        the frozen model's time)."""
+        self._online = True
         self._metrics = EmbeddedMetrics()
         self.store = self._new_store()
         self._log = MemoryLog()
@@ -185,7 +189,7 @@ class EngineSystem:
     def _new_recommender(self, store: FeatureStore) -> Recommender:
         return Recommender(
             store, self._catalog, self._settings, self._metrics, self._models,
-            ranker=self._rankers,
+            ranker=self._rankers, clock=lambda: self.now,
         )  # fmt: skip
 
     def _new_store(self) -> MemoryFeatureStore:
@@ -209,6 +213,8 @@ class EngineSystem:
         retrained during an online replay (production retrains on a schedule)."""
         if isinstance(self._catalog, EventCatalog):
             self._catalog.learn(train)
+        self.now = max((e.timestamp for e in train), default=self.now)
+        self._online = online
         self._log.append(train)
         while self._processor.run_once(self._batch, 0).records:
             pass
@@ -252,6 +258,8 @@ class EngineSystem:
         """One record, one processor batch: the event is applied before the next request."""
         if isinstance(self._catalog, EventCatalog):
             self._catalog.learn((event,))
+        if self._online:
+            self.now = max(self.now, event.timestamp)
         self._log.append([event])
         self._processor.run_once(1, 0)
 

@@ -115,6 +115,7 @@ class FrozenFeatures:
         category: str | None,
         neighbour_sample: int = 0,
         neighbour_k: int = 0,
+        recent_bucket: int | None = None,
     ) -> RecoInputs:
         context: list[str] = []
         purchases: list[str] = []
@@ -136,11 +137,23 @@ class FrozenFeatures:
                 purchases = list(profile.purchases)
                 exclude = profile.session_id
         distinct = list(dict.fromkeys(context))[:context_items]
+        # The frozen model's item-level lists: popularity and the recent weights.
+        shared = self._base.recommendation_inputs(
+            user_id=None,
+            session_id=None,
+            context_items=0,
+            related_per_item=0,
+            popular=popular,
+            category=category,
+            recent_bucket=recent_bucket,
+        )
         return RecoInputs(
             context=context,
             purchases=purchases,
             related={item: self._base.related(item, related_per_item) for item in distinct},
-            popular=self._base.popular(popular, category),
+            popular=shared.popular,
+            recent=shared.recent,
+            recent_before=shared.recent_before,
             version=version,
             neighbours=self.neighbours(
                 context[:context_items][::-1],

@@ -4,11 +4,10 @@ One function builds them, for training (``reco.ranking.training`` replays the lo
 the engine and calls it at each event) and for serving (``RankerModel.rerank`` calls it in
 the request), so the two can never differ. Everything comes from the request's own ranking
 (``Ranked``: each signal's raw values, the weighted sum), its context (the session's or
-user's recent items, most recent first) and the catalog's entries of the candidates and
-the context (category, price, when the item was created): no extra read of the store.
-Unknown catalog values are NaN, which LightGBM treats as missing.
-
-Not here yet: popularity's trend (the store keeps one decay rate of popularity).
+user's recent items, most recent first), the recent weights read with it (``Ranked.recent``,
+``reco.signals.trend``) and the catalog's entries of the candidates and the context
+(category, price, when the item was created): no extra read of the store. Unknown values
+are NaN, which LightGBM treats as missing.
 """
 
 from __future__ import annotations
@@ -33,6 +32,8 @@ FEATURES: tuple[str, ...] = (
     "signals",
     "score",
     "score_rank",
+    "recent",
+    "trend",
     "context_len",
     "seen",
     "seen_recency",
@@ -42,8 +43,11 @@ FEATURES: tuple[str, ...] = (
 )
 """Per signal: its value divided by its maximum over the candidates (0: not proposed) and
 1 / its rank by that signal (1 + how many items it proposed score higher); how many
-signals proposed the item; the weighted sum divided by the best one and 1 / its rank; how
-many items the context holds; whether the item is in it and 1 / (1 + its position there,
+signals proposed the item; the weighted sum divided by the best one and 1 / its rank; its
+weight in the last ``trend_window_s`` divided by the window's strongest (0: not among the
+strongest read), and its trend: its share of that window's weight over its share of
+popularity (above 1: rising; NaN when its popularity or the window is unknown); how many
+items the context holds; whether the item is in it and 1 / (1 + its position there,
 0 the most recent); the share of the context's ``COMPARED`` most recent items (of known
 category) in the candidate's category; its price over their median price; days since the
 catalog created it."""
@@ -98,17 +102,40 @@ def candidate_features(
     best = float(scores[0])
     out[:, col + 1] = scores / best if best > 0 else 0.0
     out[:, col + 2] = 1.0 / np.arange(1, n + 1, dtype=np.float32)
-    out[:, col + 3] = len(context)
+    _trend_columns(out[:, col + 3 : col + 5], items, ranked)
+    out[:, col + 5] = len(context)
     position: dict[str, int] = {}
     for at, item in enumerate(context):
         position.setdefault(item, at)
     if position:
         where = np.fromiter(map(position.get, items, repeat(-1)), dtype=np.int64, count=n)
         seen = where >= 0
-        out[seen, col + 4] = 1.0
-        out[seen, col + 5] = 1.0 / (1 + where[seen])
-    _catalog_columns(out[:, col + 6 :], items, context, catalog or {}, now)
+        out[seen, col + 6] = 1.0
+        out[seen, col + 7] = 1.0 / (1 + where[seen])
+    _catalog_columns(out[:, col + 8 :], items, context, catalog or {}, now)
     return items, out
+
+
+def _trend_columns(out: Matrix, items: Sequence[str], ranked: Ranked) -> None:
+    """Recent weight and trend into ``out``'s two columns (``FEATURES``)."""
+    recent = ranked.recent
+    total = sum(recent.values())
+    if total <= 0:
+        out[:, 1] = np.nan
+        return
+    n = len(items)
+    weights = np.fromiter(map(recent.get, items, repeat(0.0)), dtype=np.float64, count=n)
+    out[:, 0] = weights / max(recent.values())
+    # Shares of the heads read: the divisions by each list's head cancel out.
+    popularity = ranked.raw.get("popularity")
+    if not popularity:
+        out[:, 1] = np.nan
+        return
+    pop = np.fromiter(map(popularity.get, items, repeat(NAN)), dtype=np.float64, count=n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        trend = (weights / total) / (pop / sum(popularity.values()))
+    trend[~np.isfinite(trend)] = NAN
+    out[:, 1] = trend
 
 
 def _catalog_columns(

@@ -129,8 +129,9 @@ def replay_examples(
                     if catalog_features
                     else None
                 )
+                # The time the api would see: the last event's (as in reco eval's replay).
                 items, features = candidate_features(
-                    ranked, context, candidates, entries, event.timestamp
+                    ranked, context, candidates, entries, engine.now
                 )
                 if exclude_seen:
                     shown = [i for i, item in enumerate(items) if item not in seen]

@@ -14,6 +14,7 @@ from reco.signals.history import remember
 from reco.signals.sequence import transitions
 from reco.signals.session import assign_session
 from reco.signals.state import SessionState, UserProfile
+from reco.signals.trend import bucket_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class SignalConfig:
     max_session_items: int
     coview_half_life_s: float
     popularity_half_life_s: float
+    trend_window_s: float = 3600.0
     purchase_type: str = "purchase"
 
     @classmethod
@@ -43,6 +45,7 @@ class SignalConfig:
             max_session_items=s.max_session_items,
             coview_half_life_s=s.coview_half_life_s,
             popularity_half_life_s=s.popularity_half_life_s,
+            trend_window_s=s.trend_window_s,
         )
 
 
@@ -67,6 +70,10 @@ class FeatureDelta:
     sequence: defaultdict[str, defaultdict[str, float]] = field(default_factory=_nested)
     popularity: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     category_popularity: defaultdict[str, defaultdict[str, float]] = field(default_factory=_nested)
+    recent: defaultdict[int, defaultdict[str, float]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(float))
+    )
+    """Time bucket -> item -> event weight in it, undecayed (``reco.signals.trend``)."""
     profiles: dict[str, UserProfile] = field(default_factory=dict)
     sessions: dict[str, SessionState] = field(default_factory=dict)
     neighbour_index: defaultdict[str, dict[str, float]] = field(
@@ -119,6 +126,7 @@ def apply_event(
         delta.popularity[item] += pop
         if category:
             delta.category_popularity[category][item] += pop
+        delta.recent[bucket_of(event.timestamp, cfg.trend_window_s)][item] += weight
 
     session.items.append(item)
     del session.items[: -cfg.max_session_items]
