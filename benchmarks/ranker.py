@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             for _ in range(args.requests // 2):
                 context, ranked = engine.candidates(user_id=rng.choice(users))
                 t = time.perf_counter()
-                wide.rerank(ranked, context, engine.catalog_entries, time.time())
+                wide.rerank(ranked, context, engine.catalog_entries, engine.now)
                 samples.append((time.perf_counter() - t) * 1e6)
             out[str(candidates)] = summary(samples)
     scale = 1e6 / len(events)
