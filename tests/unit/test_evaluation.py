@@ -523,3 +523,24 @@ def test_reco_eval_refuses_a_next_run_without_a_test_split(
     data = write_clicks(tmp_path / "clicks.tsv")
     assert main(["eval", "--train", str(data), "--format", "session-tsv"]) == 2
     assert "exactly one of --test FILE and --split-days D" in capsys.readouterr().err
+
+
+def test_the_replay_reads_the_recent_window_at_its_own_time() -> None:
+    """Requests of a replay happen at its latest event's time (the ranker's trend columns
+    read the window then); a frozen model's time stays at the end of its training."""
+    day = 86400.0
+    train = [ev("s1", "a", day + 1), ev("s1", "b", day + 2), ev("s2", "a", day + 3)]
+    view = EngineSettings().event_weights["view"]
+    for online in (True, False):
+        system = EngineSystem(EngineSettings())
+        system.fit(train, online=online)
+        _, ranked = system.candidates(session_id="s2")
+        assert ranked.recent == {"a": 2 * view, "b": view}
+        system.observe(ev("s2", "c", 3 * day))
+        _, ranked = system.candidates(session_id="s2")
+        if online:
+            assert system.now == 3 * day
+            assert ranked.recent == {"c": view}, "two days on: only the new event's window"
+        else:
+            assert system.now == day + 3
+            assert ranked.recent == {"a": 2 * view, "b": view}
