@@ -1,9 +1,9 @@
 """The catalog on PostgreSQL, shared by every api replica, with a per-process read cache.
 
-The api reads the attributes of ~100 candidates per request, far too many for a round trip
-each, so reads go through a bounded TTL cache (absent items are cached too). An upsert
-updates the cache of the process that made it, and only that one: the other replicas keep
-serving what they cached.
+The api reads the attributes of ~100 candidates per request (~500 for the ranker's catalog
+features), far too many for a round trip each, so reads go through a bounded TTL cache
+(``reco.adapters.expiring``; absent items are cached too). An upsert updates the cache of the
+process that made it, and only that one: the other replicas keep serving what they cached.
 
 Staleness bound: a change committed by another process (another replica, a batch job, psql)
 is seen here at most ``cache_ttl_s`` after it committed, plus the duration of a read that was
@@ -20,24 +20,19 @@ queue up behind each other (e.g. ``cache_size`` far below the catalog's working 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, LiteralString, Self
 
 import psycopg
-from cachetools import TTLCache
 from psycopg.rows import TupleRow
 
+from reco.adapters.expiring import ExpiringCache
 from reco.adapters.postgres_conn import SharedConnection
 from reco.adapters.postgres_schema import connect, redacted_url
 from reco.catalog import Item, ItemIn
 
 logger = logging.getLogger(__name__)
-
-_ABSENT: Final = object()
-"""Cache lookups return this for "not cached", since ``None`` is a cached "not in the catalog"."""
 
 _COLUMNS: Final = "item_id, title, category, price, in_stock, created_at"
 
@@ -112,15 +107,10 @@ class PostgresCatalog:
         cache_ttl_s: float = 30.0,
     ) -> None:
         self._db = conn
-        # The cache has its own lock, so that cache hits are served while another thread
-        # waits on the database.
-        self._cache_lock = threading.Lock()
-        # cache_size 0 or cache_ttl_s 0 turns the cache off (every read goes to the
-        # database); TTLCache itself would refuse every entry of a zero-size cache.
-        self._caching = cache_size > 0 and cache_ttl_s > 0
-        self._cache: TTLCache[str, Item | None] = TTLCache(
-            maxsize=max(cache_size, 1), ttl=max(cache_ttl_s, 1e-9), timer=time.monotonic
-        )
+        # The cache has its own lock (its reads take none), so that cache hits are served
+        # while another thread waits on the database. cache_size 0 or cache_ttl_s 0 turns
+        # it off: every read goes to the database. None: known to be absent.
+        self._cache: ExpiringCache[str, Item | None] = ExpiringCache(cache_size, cache_ttl_s)
 
     @classmethod
     def from_url(
@@ -168,9 +158,7 @@ class PostgresCatalog:
             return stored
 
         stored = self._db.run(write)
-        if self._caching:
-            with self._cache_lock:
-                self._cache.update(stored)
+        self._cache.put_many(stored)
         logger.debug("catalog upserted %d items", len(stored))
         return [stored[i] for i in merged]
 
@@ -179,15 +167,10 @@ class PostgresCatalog:
 
     def get_many(self, item_ids: Iterable[str]) -> dict[str, Item]:
         """The known items among ``item_ids``: cached ones, the rest in one query."""
-        found: dict[str, Item] = {}
-        missing: list[str] = []
-        with self._cache_lock:
-            for item_id in dict.fromkeys(item_ids):
-                cached = self._cache.get(item_id, _ABSENT)
-                if cached is _ABSENT:
-                    missing.append(item_id)
-                elif isinstance(cached, Item):
-                    found[item_id] = cached
+        wanted = dict.fromkeys(item_ids)
+        cached = self._cache.get_many(wanted)
+        found = {i: item for i, item in cached.items() if item is not None}
+        missing = [i for i in wanted if i not in cached]
         if not missing:
             return found
 
@@ -198,14 +181,9 @@ class PostgresCatalog:
             return {row[0]: _row_to_item(row) for row in rows}
 
         fetched = self._db.run(fetch)
-        if not self._caching:
-            return found | fetched
-        with self._cache_lock:
-            for item_id in missing:
-                # An upsert of this process may have cached a newer value while we read;
-                # what we fetched is at best as new, so it must not replace that one.
-                if self._cache.get(item_id, _ABSENT) is _ABSENT:
-                    self._cache[item_id] = fetched.get(item_id)
+        # An upsert of this process may have cached a newer value while we read; what we
+        # fetched is at best as new, so it must not replace that one.
+        self._cache.put_many({i: fetched.get(i) for i in missing}, replace=False)
         found.update(fetched)
         return found
 
