@@ -118,6 +118,24 @@ def test_trend_compares_the_recent_window_with_popularity() -> None:
     assert reranked.recent == ranked.recent
 
 
+def test_equal_values_share_a_rank_and_a_signal_with_no_positive_value_counts_nothing() -> None:
+    raw = {
+        "coview": {"a": 2.0, "b": 2.0, "c": 1.0, "d": 0.0, "far": 3.0},
+        "embedding": {"a": -0.5, "b": -0.1},
+    }
+    order = ["a", "b", "c", "d"]
+    ranked = Ranked(order, dict.fromkeys(order, 1.0), [], {}, raw)
+    _, features = candidate_features(ranked, [], candidates=4)
+
+    # "far" is not a candidate but outranks them all: a and b share rank 2, c is 4th.
+    ranks = features[:, column("coview_rank")].tolist()
+    assert ranks == pytest.approx([1 / 2, 1 / 2, 1 / 4, 1 / 5])
+    assert features[:, column("coview")].tolist() == pytest.approx([2 / 3, 2 / 3, 1 / 3, 0])
+    assert not features[:, column("embedding")].any(), "its strongest value is not positive"
+    assert not features[:, column("embedding_rank")].any()
+    assert features[:, column("signals")].tolist() == [1, 1, 1, 0], "a value of 0 proposes nothing"
+
+
 def test_only_the_first_candidates_are_featurised() -> None:
     context, ranked = _ranked()
     items, features = candidate_features(ranked, context, candidates=2)
@@ -151,6 +169,51 @@ def test_the_model_learns_a_known_order_and_survives_its_artifact() -> None:
     probe = _examples(5, seed=1).features
     for features in probe:
         assert np.array_equal(again.scores(features), model.scores(features))
+
+
+def test_the_compiled_model_scores_as_lightgbm_does() -> None:
+    """Requests are scored by the model compiled with lleaves; its scores are LightGBM's,
+    unknown (NaN) values included, for a trained model and for one loaded from its
+    artifact."""
+    examples = _examples(400)
+    rng = np.random.default_rng(2)
+    for features in examples.features:
+        features[rng.random(features.shape) < 0.2] = np.nan
+    model, _ = fit(examples, RankerParams(min_data_in_leaf=5))
+    again = RankerModel.from_bytes(model.to_bytes(), version=1)
+    plain = RankerModel(model._booster, candidates=model.candidates, compile=False)
+
+    assert model.is_compiled
+    assert again.is_compiled
+    assert not plain.is_compiled
+    assert model.reranking(500)._predict is model._predict, "shared, not compiled again"
+    probe = np.vstack(_examples(25, seed=3).features)
+    probe[rng.random(probe.shape) < 0.3] = np.nan
+    expected = plain.scores(probe)
+    assert len(np.unique(expected)) > 10, "a model that tells the rows apart"
+    np.testing.assert_allclose(model.scores(probe), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(again.scores(probe), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_model_lleaves_cannot_compile_is_scored_by_lightgbm(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure of lleaves (made here by a compile that raises, as lleaves 1.3 does over
+    llvmlite 0.45) leaves LightGBM's predict, which gives the same scores."""
+    import lleaves
+
+    model, _ = fit(_examples(100), RankerParams(min_data_in_leaf=5))
+
+    def broken(self: object, *args: object, **kwargs: object) -> None:
+        raise AttributeError("module 'llvmlite.binding' has no attribute 'PassManagerBuilder'")
+
+    monkeypatch.setattr(lleaves.Model, "compile", broken)
+    fallback = RankerModel.from_bytes(model.to_bytes(), version=1)
+
+    assert not fallback.is_compiled
+    assert "could not be compiled" in caplog.text
+    probe = _examples(3, seed=1).features[0]
+    np.testing.assert_allclose(fallback.scores(probe), model.scores(probe), rtol=1e-12)
 
 
 def test_reranking_keeps_reasons_and_gives_decreasing_positive_scores() -> None:
